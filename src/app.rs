@@ -1,0 +1,78 @@
+//! Building and running the server, shared by `main` and the tests: `Application::build`
+//! connects the store (running migrations), binds the listener (port 0 works), and
+//! `run_until_stopped` serves until the shutdown future resolves.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tokio::net::TcpListener;
+
+use crate::auth::{JwtKeys, RateLimiter};
+use crate::http::{self, AppState};
+use crate::settings::Settings;
+use crate::store::Store;
+
+/// A built server, bound and ready to serve.
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+impl Application {
+    /// Connects every backing service the settings name and binds the listen address.
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let store = Store::open(&settings.database_url, settings.database_kind)
+            .await
+            .with_context(|| {
+                format!("opening the database {}", settings.database_url_for_logs())
+            })?;
+        let limiter = match &settings.redis_url {
+            Some(url) => RateLimiter::redis(url, settings.redis_key_prefix.clone())
+                .await
+                .context("connecting to REDIS_URL")?,
+            None => RateLimiter::local(),
+        };
+        let listener = TcpListener::bind(settings.listen)
+            .await
+            .with_context(|| format!("listening on {} (SWITCHBOARD_LISTEN)", settings.listen))?;
+        let public_url = settings.public_url_or(listener.local_addr()?).into();
+        let state = AppState {
+            store,
+            jwt: JwtKeys::new(&settings.jwt_secret),
+            limiter: Arc::new(limiter),
+            settings: Arc::new(settings),
+            public_url,
+        };
+        Ok(Self { listener, state })
+    }
+
+    /// The bound address (the real port when the settings asked for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The store, for tests that check what a request left behind.
+    pub fn store(&self) -> Store {
+        self.state.store.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let addr = self.local_addr();
+        tracing::info!(%addr, public_url = %self.state.public_url, "switchboard is serving");
+        let store = self.state.store.clone();
+        let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        let served = axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+        store.close().await;
+        served
+    }
+}

@@ -1,0 +1,165 @@
+//! `/v1/agents`: the tenant's voice agents. Every role reads them; owner and admin change them.
+
+use actors::domain::AgentId;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::error::{ApiError, Problem};
+use super::extract::{Json, PathId, Staff};
+use super::{validate, AppState};
+use actors::ports::Tool;
+
+use crate::store::{Agent, AgentDraft};
+
+/// The tenant's agents.
+#[derive(Serialize, ToSchema)]
+pub struct AgentList {
+    /// By name.
+    pub items: Vec<Agent>,
+}
+
+/// An agent's fields. On create only `name` is required; on update absent fields stay as
+/// they are and `transfer_number: null` clears the number.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AgentFields {
+    /// Name staff know it by (1–100 characters).
+    #[schema(example = "Front desk")]
+    pub name: Option<String>,
+    /// Instructions for the language model (up to 20000 characters).
+    pub system_prompt: Option<String>,
+    /// What the agent says on pick-up (up to 2000 characters).
+    pub first_message: Option<String>,
+    /// BCP 47 language tag; default `en`.
+    pub language: Option<String>,
+    /// Text-to-speech voice id.
+    pub voice: Option<String>,
+    /// Language model; default `gpt-4o-mini`.
+    pub llm_model: Option<String>,
+    /// Tools the model may call: `search_knowledge`, `transfer_to_human`, `end_call`,
+    /// `update_lead`, `send_sms`, `schedule_callback`.
+    #[schema(value_type = Option<Vec<String>>)]
+    pub enabled_tools: Option<Vec<Tool>>,
+    /// E.164 number for transfers and fallbacks.
+    #[serde(default, deserialize_with = "validate::double_option")]
+    #[schema(value_type = Option<String>, example = "+14155550100")]
+    pub transfer_number: Option<Option<String>>,
+}
+
+impl AgentFields {
+    /// Checks each given field and lays it over `base`.
+    fn apply(self, mut base: AgentDraft) -> Result<AgentDraft, ApiError> {
+        if let Some(name) = self.name {
+            base.name = validate::text("name", &name, 1, 100)?;
+        }
+        if let Some(prompt) = self.system_prompt {
+            base.system_prompt = validate::text("system_prompt", &prompt, 0, 20_000)?;
+        }
+        if let Some(message) = self.first_message {
+            base.first_message = validate::text("first_message", &message, 0, 2_000)?;
+        }
+        if let Some(language) = self.language {
+            base.language = validate::language("language", &language)?;
+        }
+        if let Some(voice) = self.voice {
+            base.voice = validate::text("voice", &voice, 0, 100)?;
+        }
+        if let Some(model) = self.llm_model {
+            base.llm_model = validate::text("llm_model", &model, 1, 100)?;
+        }
+        if let Some(mut tools) = self.enabled_tools {
+            tools.sort();
+            tools.dedup();
+            base.enabled_tools = tools;
+        }
+        if let Some(number) = self.transfer_number {
+            base.transfer_number = number
+                .map(|n| validate::e164("transfer_number", &n))
+                .transpose()?;
+        }
+        Ok(base)
+    }
+}
+
+/// Every agent of the tenant.
+#[utoipa::path(get, path = "/v1/agents", tag = "agents", security(("bearer" = [])),
+    responses((status = 200, body = AgentList)))]
+pub async fn list(
+    State(state): State<AppState>,
+    staff: Staff,
+) -> Result<axum::Json<AgentList>, ApiError> {
+    Ok(axum::Json(AgentList {
+        items: state.store.agents(staff.tenant()).await?,
+    }))
+}
+
+/// One agent.
+#[utoipa::path(get, path = "/v1/agents/{id}", tag = "agents", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = Agent), (status = 404, body = Problem)))]
+pub async fn get(
+    State(state): State<AppState>,
+    staff: Staff,
+    PathId(id): PathId<AgentId>,
+) -> Result<axum::Json<Agent>, ApiError> {
+    Ok(axum::Json(state.store.agent(staff.tenant(), id).await?))
+}
+
+/// Creates an agent (owner or admin).
+#[utoipa::path(post, path = "/v1/agents", tag = "agents", security(("bearer" = [])), request_body = AgentFields,
+    responses((status = 201, body = Agent), (status = 403, body = Problem), (status = 422, body = Problem)))]
+pub async fn create(
+    State(state): State<AppState>,
+    staff: Staff,
+    Json(fields): Json<AgentFields>,
+) -> Result<(StatusCode, axum::Json<Agent>), ApiError> {
+    staff.require_admin()?;
+    let Some(name) = fields.name.clone() else {
+        return Err(ApiError::field("name", "is required"));
+    };
+    let draft = fields.apply(AgentDraft::named(name))?;
+    let agent = state
+        .store
+        .save_agent(staff.tenant(), staff.actor(), None, &draft)
+        .await?;
+    Ok((StatusCode::CREATED, axum::Json(agent)))
+}
+
+/// Changes an agent (owner or admin).
+#[utoipa::path(patch, path = "/v1/agents/{id}", tag = "agents", security(("bearer" = [])), request_body = AgentFields,
+    params(("id" = String, Path)),
+    responses((status = 200, body = Agent), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn update(
+    State(state): State<AppState>,
+    staff: Staff,
+    PathId(id): PathId<AgentId>,
+    Json(fields): Json<AgentFields>,
+) -> Result<axum::Json<Agent>, ApiError> {
+    staff.require_admin()?;
+    let current = state.store.agent(staff.tenant(), id).await?;
+    let draft = fields.apply(current.draft)?;
+    Ok(axum::Json(
+        state
+            .store
+            .save_agent(staff.tenant(), staff.actor(), Some(id), &draft)
+            .await?,
+    ))
+}
+
+/// Deletes an agent no number points at (owner or admin).
+#[utoipa::path(delete, path = "/v1/agents/{id}", tag = "agents", security(("bearer" = [])),
+    params(("id" = String, Path)),
+    responses((status = 204, description = "deleted"), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    staff: Staff,
+    PathId(id): PathId<AgentId>,
+) -> Result<StatusCode, ApiError> {
+    staff.require_admin()?;
+    state
+        .store
+        .delete_agent(staff.tenant(), staff.actor(), id)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

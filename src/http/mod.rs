@@ -1,0 +1,150 @@
+//! The HTTP API: routes, the layers every request passes (request id, trace, timeout, body
+//! limit, CORS, compression, problem+json for every error), and the OpenAPI document that
+//! is generated from the same route list, so it cannot miss a route.
+
+mod agents;
+mod auth;
+pub mod error;
+mod extract;
+mod health;
+mod phone_numbers;
+mod tenant;
+mod twilio;
+mod users;
+mod validate;
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::{header, HeaderName, Method, Request};
+use axum::Router;
+use tower_http::compression::CompressionLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{JwtKeys, RateLimiter};
+use crate::settings::{CorsOrigins, Settings};
+use crate::store::Store;
+
+/// What every handler can reach. Cheap to clone: everything inside is shared.
+#[derive(Clone)]
+pub struct AppState {
+    /// The repository.
+    pub store: Store,
+    /// Access-token keys.
+    pub jwt: JwtKeys,
+    /// Login and sign-up limits.
+    pub limiter: Arc<RateLimiter>,
+    /// The checked settings.
+    pub settings: Arc<Settings>,
+    /// The base URL Twilio reaches this server at, without a trailing slash; webhook
+    /// signatures are computed over it.
+    pub public_url: Arc<str>,
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "switchboard", description = "Multi-tenant runtime for AI voice and SMS agents."),
+    modifiers(&BearerAuth),
+    components(schemas(error::Problem, error::FieldError))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every route, with its OpenAPI description gathered as it is registered.
+fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(openapi_json))
+        .routes(routes!(health::healthz))
+        .routes(routes!(health::readyz))
+        .routes(routes!(auth::register))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::refresh))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::request_password_reset))
+        .routes(routes!(auth::confirm_password_reset))
+        .routes(routes!(auth::me))
+        .routes(routes!(users::list, users::invite))
+        .routes(routes!(users::get, users::change_role, users::remove))
+        .routes(routes!(tenant::get, tenant::update))
+        .routes(routes!(tenant::audit_log))
+        .routes(routes!(agents::list, agents::create))
+        .routes(routes!(agents::get, agents::update, agents::delete))
+        .routes(routes!(phone_numbers::list, phone_numbers::create))
+        .routes(routes!(
+            phone_numbers::get,
+            phone_numbers::update,
+            phone_numbers::delete
+        ))
+        .routes(routes!(twilio::voice))
+        .routes(routes!(twilio::voice_status))
+}
+
+/// The OpenAPI document, as served at `/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    api_routes().split_for_parts().1
+}
+
+/// This API's OpenAPI 3 document, generated from the routes themselves.
+#[utoipa::path(get, path = "/openapi.json", tag = "health", responses((status = 200, description = "OpenAPI 3 document")))]
+async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
+    static DOCUMENT: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    axum::Json(DOCUMENT.get_or_init(openapi).clone())
+}
+
+/// The whole application router with its layers.
+pub fn router(state: AppState) -> Router {
+    let settings = state.settings.clone();
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::from(api_routes())
+        .with_state(state)
+        .layer(DefaultBodyLimit::disable())
+        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
+        .layer(axum::middleware::from_fn(error::problem_for_bare_errors))
+        .layer(CompressionLayer::new())
+        .layer(cors(&settings.cors_origins))
+        .layer(PropagateRequestIdLayer::new(request_id.clone()))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            let id = req.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
+        .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+fn cors(origins: &CorsOrigins) -> CorsLayer {
+    let base = CorsLayer::new()
+        .allow_methods([Method::GET, Method::POST, Method::PATCH, Method::DELETE])
+        .allow_headers([header::AUTHORIZATION, header::CONTENT_TYPE])
+        .expose_headers([HeaderName::from_static("x-request-id"), header::RETRY_AFTER]);
+    match origins {
+        CorsOrigins::None => base,
+        CorsOrigins::Any => base.allow_origin(AllowOrigin::any()),
+        CorsOrigins::List(list) => base.allow_origin(AllowOrigin::list(
+            list.iter().filter_map(|o| o.parse().ok()),
+        )),
+    }
+}

@@ -1,0 +1,21 @@
+//! switchboard: a multi-tenant runtime for AI voice and SMS agents.
+//!
+//! This crate is the server: command line, settings, the HTTP API and the adapters that
+//! implement the engine's ports (the SQL store, OpenAI and ElevenLabs in `providers`, the
+//! Twilio wire layer in `twilio`; Redis events and Qdrant follow), plus the provider emulator,
+//! a test double of OpenAI and ElevenLabs. The engine lives in the `actors` and `supervisors`
+//! crates.
+//! `main.rs` only parses the command line and calls into here, so tests build the server
+//! exactly as production does.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod emulator;
+pub mod http;
+pub mod providers;
+pub mod settings;
+pub mod store;
+pub mod telemetry;
+pub mod testing;
+pub mod twilio;

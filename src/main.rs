@@ -1,0 +1,95 @@
+//! The `switchboard` binary: parse the command line, check settings, start logging, run.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use switchboard::app::Application;
+use switchboard::cli::{Cli, Command};
+use switchboard::emulator::{Emulator, EmulatorScript};
+use switchboard::settings::Settings;
+use switchboard::store::Store;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let settings = match Settings::from_args(cli.settings) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("switchboard: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    switchboard::telemetry::init(settings.log_format);
+    let result = match cli.command {
+        Command::Serve => serve(settings).await,
+        Command::Migrate => Store::open(&settings.database_url, settings.database_kind)
+            .await
+            .map(|_| tracing::info!(database = %settings.database_url_for_logs(), "migrations applied"))
+            .map_err(anyhow::Error::from),
+        Command::Emulate {
+            emulator_listen,
+            script,
+        } => emulate(emulator_listen, script).await,
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    tracing::info!(database = %settings.database_url_for_logs(), "starting");
+    let app = Application::build(settings).await?;
+    app.run_until_stopped(shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn emulate(
+    listen: std::net::SocketAddr,
+    script: Option<std::path::PathBuf>,
+) -> anyhow::Result<()> {
+    let script = match script {
+        Some(path) => EmulatorScript::from_file(&path)
+            .with_context(|| format!("reading the script {}", path.display()))?,
+        None => EmulatorScript::default(),
+    };
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen} (--emulator-listen)"))?;
+    let emulator = Emulator::start(listener, script);
+    tracing::info!(
+        openai = %emulator.openai_base_url(),
+        elevenlabs = %emulator.base_url(),
+        "provider emulator (a test double, not a real provider) is serving"
+    );
+    shutdown_signal().await;
+    emulator.stop().await;
+    Ok(())
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutting down");
+}

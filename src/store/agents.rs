@@ -1,0 +1,234 @@
+//! Voice agents: per-tenant configuration of who answers (prompt, first message, language,
+//! voice, model, tools, where to transfer). A phone number points at one agent.
+
+use actors::domain::{AgentId, TenantId, E164};
+use actors::ports::Tool;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use super::tenants::time_of;
+use super::{
+    audit, delete_owned, now_ms, parse_id, parse_json, to_json, Actor, Scope, Store, StoreError,
+};
+
+/// An agent as stored and shown.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Agent {
+    /// The agent's id.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: AgentId,
+    /// The agent's configuration.
+    #[serde(flatten)]
+    pub draft: AgentDraft,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Everything an agent is configured with, already checked.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AgentDraft {
+    /// Name staff know it by ("Front desk").
+    pub name: String,
+    /// Instructions for the language model; may contain `{{variables}}`.
+    pub system_prompt: String,
+    /// What the agent says when it picks up; may contain `{{variables}}`.
+    pub first_message: String,
+    /// BCP 47 language tag (`en`, `en-US`, `es`).
+    pub language: String,
+    /// Text-to-speech voice id.
+    pub voice: String,
+    /// Language model name.
+    pub llm_model: String,
+    /// Tools the model may call: `search_knowledge`, `transfer_to_human`, `end_call`,
+    /// `update_lead`, `send_sms`, `schedule_callback`.
+    #[schema(value_type = Vec<String>, example = json!(["search_knowledge", "transfer_to_human"]))]
+    pub enabled_tools: Vec<Tool>,
+    /// Where `transfer_to_human` and failed calls send the caller.
+    #[schema(value_type = Option<String>, example = "+14155550100")]
+    pub transfer_number: Option<E164>,
+}
+
+impl Agent {
+    /// The agent as the runtime runs it.
+    pub fn runtime_config(&self) -> actors::ports::AgentConfig {
+        let d = &self.draft;
+        actors::ports::AgentConfig {
+            id: self.id,
+            system_prompt: d.system_prompt.clone(),
+            first_message: d.first_message.clone(),
+            language: d.language.clone(),
+            voice: d.voice.clone(),
+            llm_model: d.llm_model.clone(),
+            tools: d.enabled_tools.clone(),
+            transfer_number: d.transfer_number.clone(),
+        }
+    }
+}
+
+impl AgentDraft {
+    /// A new agent's configuration: this name and the defaults for everything else.
+    pub fn named(name: String) -> Self {
+        Self {
+            name,
+            system_prompt: String::new(),
+            first_message: String::new(),
+            language: "en".to_owned(),
+            voice: String::new(),
+            llm_model: "gpt-4o-mini".to_owned(),
+            enabled_tools: Vec::new(),
+            transfer_number: None,
+        }
+    }
+}
+
+#[derive(sqlx::FromRow)]
+struct AgentRow {
+    id: String,
+    name: String,
+    system_prompt: String,
+    first_message: String,
+    language: String,
+    voice: String,
+    llm_model: String,
+    enabled_tools: String,
+    transfer_number: Option<String>,
+    created_at: i64,
+    updated_at: i64,
+}
+
+impl TryFrom<AgentRow> for Agent {
+    type Error = StoreError;
+    fn try_from(r: AgentRow) -> Result<Self, StoreError> {
+        Ok(Agent {
+            id: parse_id(&r.id)?,
+            draft: AgentDraft {
+                name: r.name,
+                system_prompt: r.system_prompt,
+                first_message: r.first_message,
+                language: r.language,
+                voice: r.voice,
+                llm_model: r.llm_model,
+                enabled_tools: parse_json(&r.enabled_tools)?,
+                transfer_number: r
+                    .transfer_number
+                    .map(|n| E164::parse(&n).map_err(|e| StoreError::Corrupt(e.to_string())))
+                    .transpose()?,
+            },
+            created_at: time_of(r.created_at)?,
+            updated_at: time_of(r.updated_at)?,
+        })
+    }
+}
+
+const AGENT_COLUMNS: &str = "id, name, system_prompt, first_message, language, voice, llm_model, enabled_tools, transfer_number, created_at, updated_at";
+
+impl Store {
+    /// Every agent of the tenant, by name.
+    pub async fn agents(&self, tenant: TenantId) -> Result<Vec<Agent>, StoreError> {
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let rows: Vec<AgentRow> = sqlx::query_as(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE tenant_id = $1 ORDER BY name, id"
+        ))
+        .bind(tenant.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.into_iter().map(Agent::try_from).collect()
+    }
+
+    /// One agent of the tenant.
+    pub async fn agent(&self, tenant: TenantId, id: AgentId) -> Result<Agent, StoreError> {
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let row: Option<AgentRow> = sqlx::query_as(&format!(
+            "SELECT {AGENT_COLUMNS} FROM agents WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant.to_string())
+        .bind(id.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// Creates an agent, or (with `id`) replaces an existing one's configuration.
+    pub async fn save_agent(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        id: Option<AgentId>,
+        draft: &AgentDraft,
+    ) -> Result<Agent, StoreError> {
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let now = now_ms();
+        let sql = match id {
+            None => format!(
+                "INSERT INTO agents (tenant_id, id, name, system_prompt, first_message, language, voice, llm_model,
+                    enabled_tools, transfer_number, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING {AGENT_COLUMNS}"
+            ),
+            Some(_) => format!(
+                "UPDATE agents SET name = $3, system_prompt = $4, first_message = $5, language = $6, voice = $7,
+                    llm_model = $8, enabled_tools = $9, transfer_number = $10, updated_at = $11
+                 WHERE tenant_id = $1 AND id = $2 RETURNING {AGENT_COLUMNS}"
+            ),
+        };
+        let row: Option<AgentRow> = sqlx::query_as(&sql)
+            .bind(tenant.to_string())
+            .bind(id.unwrap_or_default().to_string())
+            .bind(&draft.name)
+            .bind(&draft.system_prompt)
+            .bind(&draft.first_message)
+            .bind(&draft.language)
+            .bind(&draft.voice)
+            .bind(&draft.llm_model)
+            .bind(to_json(&draft.enabled_tools))
+            .bind(draft.transfer_number.as_ref().map(|n| n.to_string()))
+            .bind(now)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let agent: Agent = row.ok_or(StoreError::NotFound)?.try_into()?;
+        let action = if id.is_some() {
+            "agent.updated"
+        } else {
+            "agent.created"
+        };
+        audit::record(
+            &mut tx,
+            tenant,
+            actor,
+            action,
+            "agent",
+            Some(&agent.id.to_string()),
+            &agent.draft,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(agent)
+    }
+
+    /// Deletes an agent that no phone number points at.
+    pub async fn delete_agent(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        id: AgentId,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let in_use = StoreError::Conflict(
+            "phone numbers still point at this agent; point them at another agent first",
+        );
+        delete_owned(
+            &mut tx,
+            tenant,
+            actor,
+            ("agents", "agent"),
+            &id.to_string(),
+            Some(in_use),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}

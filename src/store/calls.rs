@@ -1,0 +1,344 @@
+//! Calls and their transcripts. The voice webhook creates the call row when Twilio rings;
+//! the runtime then records through the [`CallLog`] port, which this store implements:
+//! answered, each line with its stage timings as it happens (a crash mid-call keeps what
+//! was said), and how it ended.
+
+use actors::domain::{AgentId, CallId, PhoneNumberId, TenantId, E164};
+use actors::ports::{
+    CallInfo, CallLog, CallOutcome, PortResult, Speaker, StageTimings, TurnRecord,
+};
+use async_trait::async_trait;
+
+use super::{now_ms, Scope, Store, StoreError};
+
+/// Which way a call goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    /// A customer called the tenant's number.
+    Inbound,
+    /// The agent called a customer.
+    Outbound,
+}
+
+/// A call as the webhook (or an outbound dial) creates it.
+#[derive(Debug, Clone)]
+pub struct NewCall {
+    /// The call.
+    pub id: CallId,
+    /// Twilio's id of the call (`CA…`), unique across the platform.
+    pub call_sid: String,
+    /// The agent that answers.
+    pub agent: AgentId,
+    /// The tenant's number on the call.
+    pub phone_number: PhoneNumberId,
+    /// Which way.
+    pub direction: Direction,
+    /// The calling number (anything Twilio sends: E.164, `client:…`, a SIP URI).
+    pub from: String,
+    /// The called number.
+    pub to: E164,
+}
+
+impl Store {
+    /// Records a call Twilio is ringing us with (or that we are placing).
+    pub async fn create_call(&self, tenant: TenantId, call: &NewCall) -> Result<(), StoreError> {
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO calls (id, tenant_id, call_sid, agent_id, phone_number_id, direction, from_number, to_number,
+                status, started_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ringing', $9, $9, $9)",
+        )
+        .bind(call.id.to_string())
+        .bind(tenant.to_string())
+        .bind(&call.call_sid)
+        .bind(call.agent.to_string())
+        .bind(call.phone_number.to_string())
+        .bind(match call.direction {
+            Direction::Inbound => "inbound",
+            Direction::Outbound => "outbound",
+        })
+        .bind(&call.from)
+        .bind(call.to.to_string())
+        .bind(now)
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::refused_as(
+            Some(StoreError::Conflict("a call with this CallSid already exists")),
+            Some(StoreError::BadReference("the call's agent or number is not this tenant's")),
+        ))?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// Runs an update of one call's row; the call must exist.
+async fn update_call<'q>(
+    store: &Store,
+    call: &CallInfo,
+    query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
+) -> Result<(), StoreError> {
+    let mut tx = store.begin(Scope::Tenant(call.tenant)).await?;
+    if query.execute(&mut *tx).await?.rows_affected() == 0 {
+        return Err(StoreError::NotFound);
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+#[async_trait]
+impl CallLog for Store {
+    async fn call_started(&self, call: &CallInfo) -> PortResult<()> {
+        let query = sqlx::query(
+            "UPDATE calls SET status = 'in-progress', answered_at = $3, updated_at = $3
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(call.tenant.to_string())
+        .bind(call.call_id.to_string())
+        .bind(now_ms());
+        update_call(self, call, query)
+            .await
+            .map_err(|e| e.into_port("call log"))
+    }
+    async fn turn(&self, call: &CallInfo, turn: &TurnRecord) -> PortResult<()> {
+        let run = async {
+            let mut tx = self.begin(Scope::Tenant(call.tenant)).await?;
+            let now = now_ms();
+            let t = turn.timings;
+            sqlx::query(
+                "INSERT INTO call_turns (id, tenant_id, call_id, seq, speaker, text, interrupted, started_at,
+                    endpointing_ms, stt_ms, llm_first_token_ms, tts_first_byte_ms, voice_to_voice_ms, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $8)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(call.tenant.to_string())
+            .bind(call.call_id.to_string())
+            .bind(i64::from(turn.seq))
+            .bind(match turn.speaker {
+                Speaker::Customer => "caller",
+                Speaker::Agent => "agent",
+                Speaker::Staff => "staff",
+            })
+            .bind(&turn.text)
+            .bind(i64::from(turn.interrupted))
+            .bind(now)
+            .bind(t.endpointing_ms.map(i64::from))
+            .bind(t.stt_ms.map(i64::from))
+            .bind(t.llm_first_token_ms.map(i64::from))
+            .bind(t.tts_first_byte_ms.map(i64::from))
+            .bind(t.voice_to_voice_ms.map(i64::from))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        };
+        run.await.map_err(|e| e.into_port("call log"))
+    }
+
+    async fn call_ended(&self, call: &CallInfo, outcome: &CallOutcome) -> PortResult<()> {
+        let (status, reason, failure) = match outcome {
+            CallOutcome::Completed => ("completed", "completed", None),
+            CallOutcome::Transferred(_) => ("completed", "transferred", None),
+            CallOutcome::Failed(why) => ("failed", "failed", Some(why.clone())),
+        };
+        let query = sqlx::query(
+            "UPDATE calls SET status = $4, end_reason = $5, failure = $6, ended_at = $3, updated_at = $3,
+                duration_ms = $3 - COALESCE(answered_at, started_at)
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(call.tenant.to_string())
+        .bind(call.call_id.to_string())
+        .bind(now_ms())
+        .bind(status)
+        .bind(reason)
+        .bind(failure);
+        update_call(self, call, query)
+            .await
+            .map_err(|e| e.into_port("call log"))
+    }
+}
+
+/// A call as recorded: how it went and what was said.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallRecord {
+    /// `ringing`, `in-progress`, `completed`, `failed`, …
+    pub status: String,
+    /// `completed`, `transferred` or `failed`, once it ended.
+    pub end_reason: Option<String>,
+    /// Why it failed, when it did.
+    pub failure: Option<String>,
+    /// From answer to end.
+    pub duration_ms: Option<i64>,
+    /// The transcript with stage timings, in order.
+    pub turns: Vec<TurnRecord>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CallRow {
+    status: String,
+    end_reason: Option<String>,
+    failure: Option<String>,
+    duration_ms: Option<i64>,
+}
+
+#[derive(sqlx::FromRow)]
+struct TurnRow {
+    seq: i64,
+    speaker: String,
+    text: String,
+    interrupted: i64,
+    endpointing_ms: Option<i64>,
+    stt_ms: Option<i64>,
+    llm_first_token_ms: Option<i64>,
+    tts_first_byte_ms: Option<i64>,
+    voice_to_voice_ms: Option<i64>,
+}
+
+fn ms(value: Option<i64>) -> Option<u32> {
+    value.and_then(|v| u32::try_from(v).ok())
+}
+
+impl Store {
+    /// One call of the tenant with its transcript.
+    pub async fn call_record(
+        &self,
+        tenant: TenantId,
+        call: CallId,
+    ) -> Result<CallRecord, StoreError> {
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let row: Option<CallRow> = sqlx::query_as(
+            "SELECT status, end_reason, failure, duration_ms FROM calls WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.to_string())
+        .bind(call.to_string())
+        .fetch_optional(&mut *tx)
+        .await?;
+        let call_row = row.ok_or(StoreError::NotFound)?;
+        let turns: Vec<TurnRow> = sqlx::query_as(
+            "SELECT seq, speaker, text, interrupted, endpointing_ms, stt_ms, llm_first_token_ms, tts_first_byte_ms,
+                voice_to_voice_ms
+             FROM call_turns WHERE tenant_id = $1 AND call_id = $2 ORDER BY seq",
+        )
+        .bind(tenant.to_string())
+        .bind(call.to_string())
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let turns = turns
+            .into_iter()
+            .map(|t| TurnRecord {
+                seq: u32::try_from(t.seq).unwrap_or(u32::MAX),
+                speaker: match t.speaker.as_str() {
+                    "caller" => Speaker::Customer,
+                    "agent" => Speaker::Agent,
+                    _ => Speaker::Staff,
+                },
+                text: t.text,
+                interrupted: t.interrupted != 0,
+                timings: StageTimings {
+                    endpointing_ms: ms(t.endpointing_ms),
+                    stt_ms: ms(t.stt_ms),
+                    llm_first_token_ms: ms(t.llm_first_token_ms),
+                    tts_first_byte_ms: ms(t.tts_first_byte_ms),
+                    voice_to_voice_ms: ms(t.voice_to_voice_ms),
+                },
+            })
+            .collect();
+        Ok(CallRecord {
+            status: call_row.status,
+            end_reason: call_row.end_reason,
+            failure: call_row.failure,
+            duration_ms: call_row.duration_ms,
+            turns,
+        })
+    }
+}
+
+/// A call's status as Twilio reports it in a status callback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TwilioCallStatus {
+    /// Waiting to be placed.
+    Queued,
+    /// Ringing.
+    Ringing,
+    /// Answered.
+    InProgress,
+    /// Ended after being answered.
+    Completed,
+    /// The callee was busy.
+    Busy,
+    /// The call could not be placed.
+    Failed,
+    /// Nobody answered.
+    NoAnswer,
+    /// Hung up before it was answered.
+    Canceled,
+}
+
+impl TwilioCallStatus {
+    /// Parses Twilio's `CallStatus` value.
+    pub fn parse(raw: &str) -> Option<Self> {
+        Some(match raw {
+            "queued" => Self::Queued,
+            "ringing" => Self::Ringing,
+            "in-progress" => Self::InProgress,
+            "completed" => Self::Completed,
+            "busy" => Self::Busy,
+            "failed" => Self::Failed,
+            "no-answer" => Self::NoAnswer,
+            "canceled" => Self::Canceled,
+            _ => return None,
+        })
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Ringing => "ringing",
+            Self::InProgress => "in-progress",
+            Self::Completed => "completed",
+            Self::Busy => "busy",
+            Self::Failed => "failed",
+            Self::NoAnswer => "no-answer",
+            Self::Canceled => "canceled",
+        }
+    }
+
+    fn is_final(self) -> bool {
+        !matches!(self, Self::Queued | Self::Ringing | Self::InProgress)
+    }
+}
+
+impl Store {
+    /// Applies a Twilio status callback to the call with this CallSid, wherever it belongs
+    /// (the callback carries no tenant). A final status sets the end time once and, when
+    /// Twilio gives it, the duration; a call the runtime already marked failed stays failed.
+    /// False when no call has that CallSid.
+    pub async fn apply_call_status(
+        &self,
+        call_sid: &str,
+        status: TwilioCallStatus,
+        duration_secs: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.begin(Scope::Platform).await?;
+        let now = now_ms();
+        let updated = sqlx::query(
+            "UPDATE calls SET
+                status = CASE WHEN status = 'failed' THEN status ELSE $2 END,
+                ended_at = CASE WHEN $3 THEN COALESCE(ended_at, $5) ELSE ended_at END,
+                duration_ms = CASE WHEN $4 IS NOT NULL THEN $4 * 1000 ELSE duration_ms END,
+                updated_at = $5
+             WHERE call_sid = $1",
+        )
+        .bind(call_sid)
+        .bind(status.as_str())
+        .bind(status.is_final())
+        .bind(duration_secs)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(updated > 0)
+    }
+}

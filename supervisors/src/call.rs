@@ -1,0 +1,1009 @@
+//! `CallSupervisor`: one per live call. Owns the call's state machine
+//! (greeting → listening ⇄ thinking ⇄ speaking → ended) and its pipeline children
+//! (`SttActor`, `LlmActor`, `TtsActor`), restarts a failed child within its restart budget
+//! (resuming the turn it was working on), and past that ends the call gracefully: a short
+//! apology, then a transfer to the agent's fallback number or a hang-up, with the failure
+//! recorded on the call.
+//!
+//! Nothing here waits on a port: prompts, tools and records run in tasks that message the
+//! call back, so caller audio is never held up behind the database or a provider.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::conversation::ConversationMsg;
+use actors::llm::{LlmActor, LlmArgs, LlmMsg, LlmReport};
+use actors::ports::{
+    AgentConfig, CallInfo, CallLog, CallOutcome, Channel, ChatMessage, ConversationStore,
+    EventSink, HistoryEntry, LanguageModel, LlmRequest, MulawFrame, Speaker, SpeechToText,
+    StageTimings, Telephony, TenantEvent, TextToSpeech, ToolCall, TurnRecord,
+};
+use actors::sentences::SentenceSplitter;
+use actors::stt::{EndpointSettings, SttActor, SttArgs, SttMsg, SttReport};
+use actors::tts::{TtsActor, TtsArgs, TtsMsg, TtsReport, Utterance};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use serde_json::json;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+
+use crate::restart::{RestartBudget, RestartPolicy};
+use crate::tenant::TenantMsg;
+use crate::tools::{self, CallAction, ToolContext};
+
+/// Said when the call cannot go on.
+const APOLOGY: &str = "I'm sorry, I'm having technical trouble on my end.";
+/// Said when the model could not answer a turn at all.
+const DID_NOT_CATCH: &str = "Sorry, I didn't catch that. Could you say it again?";
+/// Longest wait for the apology to play before the call is ended anyway.
+const APOLOGY_TIMEOUT: Duration = Duration::from_secs(6);
+/// Tool rounds allowed in one turn, so a model stuck calling tools cannot loop forever.
+const MAX_TOOL_ROUNDS: u32 = 4;
+/// Longest wait, in milliseconds, for the conversation to build a prompt or fill a greeting.
+const CONVERSATION_TIMEOUT_MS: u64 = 2_000;
+
+/// The ports a call uses, shared by every call of a runtime.
+#[derive(Clone)]
+pub struct CallPorts {
+    /// Speech-to-text.
+    pub stt: Arc<dyn SpeechToText>,
+    /// Language model.
+    pub llm: Arc<dyn LanguageModel>,
+    /// Text-to-speech.
+    pub tts: Arc<dyn TextToSpeech>,
+    /// Call records.
+    pub call_log: Arc<dyn CallLog>,
+    /// Customer histories and callbacks.
+    pub conversations: Arc<dyn ConversationStore>,
+    /// Tenant events.
+    pub events: Arc<dyn EventSink>,
+}
+
+/// Tuning of a call, with production defaults.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CallSettings {
+    /// Endpointing and barge-in thresholds.
+    pub endpoint: EndpointSettings,
+    /// Restart intensity for the pipeline children.
+    pub restart: RestartPolicy,
+}
+
+/// Where a call is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CallPhase {
+    /// Speaking the first message.
+    Greeting,
+    /// Waiting for the caller.
+    Listening,
+    /// The caller finished; the reply is being written (or its tools run).
+    Thinking,
+    /// The agent is talking.
+    Speaking,
+    /// The call is over, or failing: apologising before it ends.
+    Ended,
+}
+
+/// Messages to a call.
+#[derive(Debug)]
+pub enum CallMsg {
+    /// 20 ms of the caller's audio.
+    Audio(MulawFrame),
+    /// The phone network played audio up to this mark.
+    Marked(String),
+    /// The caller hung up.
+    CallerHungUp,
+    /// Where the call is, for dashboards and tests.
+    Phase(RpcReplyPort<CallPhase>),
+    /// Report from the STT child.
+    Stt(SttReport),
+    /// Report from the LLM child.
+    Llm(LlmReport),
+    /// Report from the TTS child.
+    Tts(TtsReport),
+    /// The greeting, with its variables filled.
+    GreetingReady(String),
+    /// The prompt for `turn` is built.
+    PromptReady {
+        /// The turn.
+        turn: u64,
+        /// The prompt.
+        messages: Vec<ChatMessage>,
+    },
+    /// The tools of `turn` have answered.
+    ToolsDone {
+        /// The turn.
+        turn: u64,
+        /// Each call with its answer.
+        results: Vec<(ToolCall, String)>,
+        /// What the tools asked of the call.
+        action: CallAction,
+    },
+    /// The apology had its chance to play: finish the failed call.
+    FinishFailure,
+}
+
+macro_rules! report_conversions {
+    ($($variant:ident($report:ty)),*) => {$(
+        impl From<$report> for CallMsg {
+            fn from(report: $report) -> Self {
+                CallMsg::$variant(report)
+            }
+        }
+        impl TryFrom<CallMsg> for $report {
+            type Error = CallMsg;
+            fn try_from(msg: CallMsg) -> Result<Self, CallMsg> {
+                match msg {
+                    CallMsg::$variant(report) => Ok(report),
+                    other => Err(other),
+                }
+            }
+        }
+    )*};
+}
+report_conversions!(Stt(SttReport), Llm(LlmReport), Tts(TtsReport));
+
+/// What a call is started with.
+pub struct CallArgs {
+    /// The call.
+    pub call: CallInfo,
+    /// The agent answering it.
+    pub agent: AgentConfig,
+    /// Built-in prompt variables (tenant name, caller number).
+    pub variables: BTreeMap<String, String>,
+    /// The phone leg.
+    pub telephony: Arc<dyn Telephony>,
+    /// Shared ports.
+    pub ports: CallPorts,
+    /// The customer's conversation.
+    pub conversation: ActorRef<ConversationMsg>,
+    /// The tenant's supervisor, through which tools reach the tenant's current knowledge
+    /// actor (which may have been restarted since the call began).
+    pub tenant: ActorRef<TenantMsg>,
+    /// Tuning.
+    pub settings: CallSettings,
+}
+
+/// The pipeline children.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Child {
+    Stt,
+    Llm,
+    Tts,
+}
+
+/// A sentence of the agent's current turn.
+#[derive(Debug, Clone)]
+struct Sentence {
+    text: String,
+    played: bool,
+}
+
+/// The agent's turn in progress.
+#[derive(Debug)]
+struct AgentTurn {
+    turn: u64,
+    /// The prompt so far, grown by tool rounds.
+    prompt: Vec<ChatMessage>,
+    sentences: Vec<Sentence>,
+    /// The model has finished: no more sentences will come, and the text is in the history.
+    written: bool,
+    tool_rounds: u32,
+    then: CallAction,
+    speech_ended_at: Option<Instant>,
+    transcript_at: Option<Instant>,
+    first_tts_request_at: Option<Instant>,
+    timings: StageTimings,
+}
+
+impl AgentTurn {
+    fn new(turn: u64) -> Self {
+        Self {
+            turn,
+            prompt: Vec::new(),
+            sentences: Vec::new(),
+            written: false,
+            tool_rounds: 0,
+            then: CallAction::Continue,
+            speech_ended_at: None,
+            transcript_at: None,
+            first_tts_request_at: None,
+            timings: StageTimings::default(),
+        }
+    }
+
+    /// What the caller has heard so far (sentences whose marks came back).
+    fn heard(&self) -> String {
+        let played: Vec<&str> = self
+            .sentences
+            .iter()
+            .filter(|s| s.played)
+            .map(|s| s.text.as_str())
+            .collect();
+        played.join(" ")
+    }
+
+    fn whole_text(&self) -> String {
+        let all: Vec<&str> = self.sentences.iter().map(|s| s.text.as_str()).collect();
+        all.join(" ")
+    }
+
+    fn all_played(&self) -> bool {
+        self.sentences.iter().all(|s| s.played)
+    }
+}
+
+/// A call record, queued for the call's writer task.
+enum Record {
+    Started,
+    Turn(TurnRecord),
+    Ended(CallOutcome),
+}
+
+/// The call's state.
+pub struct CallState {
+    args: CallArgs,
+    phase: CallPhase,
+    children: Vec<(Child, ActorCell)>,
+    stt: ActorRef<SttMsg>,
+    llm: ActorRef<LlmMsg>,
+    tts: ActorRef<TtsMsg>,
+    budgets: [RestartBudget; 3],
+    next_turn: u64,
+    next_seq: u32,
+    current: Option<AgentTurn>,
+    /// When the caller's last utterance ended, and the silence the endpointer waited.
+    speech_end: Option<(Instant, u32)>,
+    failing: Option<String>,
+    records: mpsc::UnboundedSender<Record>,
+}
+
+impl CallState {
+    fn child_of(&self, id: ActorId) -> Option<Child> {
+        self.children
+            .iter()
+            .find(|(_, r)| r.get_id() == id)
+            .map(|(c, _)| *c)
+    }
+
+    fn publish(&self, kind: &'static str, data: serde_json::Value) {
+        self.args.ports.events.publish(TenantEvent {
+            tenant: self.args.call.tenant,
+            kind,
+            call_id: Some(self.args.call.call_id),
+            data,
+        });
+    }
+
+    fn record_line(
+        &mut self,
+        speaker: Speaker,
+        text: &str,
+        interrupted: bool,
+        timings: StageTimings,
+    ) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let _ = self.records.send(Record::Turn(TurnRecord {
+            seq,
+            speaker,
+            text: text.to_owned(),
+            interrupted,
+            timings,
+        }));
+    }
+
+    fn remember(&self, speaker: Speaker, text: String) {
+        let _ = self
+            .args
+            .conversation
+            .send_message(ConversationMsg::Append(HistoryEntry {
+                speaker,
+                channel: Channel::Voice,
+                text,
+                at_ms: now_ms(),
+            }));
+    }
+
+    /// The model is done with the current turn: no more sentences, and its words go into
+    /// the history now, so a barge-in later trims them there.
+    fn mark_written(&mut self) {
+        let Some(current) = self.current.as_mut() else {
+            return;
+        };
+        if current.written {
+            return;
+        }
+        current.written = true;
+        let text = current.whole_text();
+        if !text.is_empty() {
+            self.remember(Speaker::Agent, text);
+        }
+    }
+
+    /// Ends the current turn before it finished (barge-in, failure, hang-up): stops its
+    /// reply and keeps, in the record and the history, only what the caller heard.
+    fn cut_turn(&mut self) {
+        let Some(current) = self.current.take() else {
+            return;
+        };
+        let _ = self.llm.send_message(LlmMsg::Cancel { turn: current.turn });
+        let _ = self.tts.send_message(TtsMsg::Cancel);
+        let heard = current.heard();
+        if current.written {
+            let _ = self
+                .args
+                .conversation
+                .send_message(ConversationMsg::TrimLastAgentLine {
+                    heard: heard.clone(),
+                });
+        } else if !heard.is_empty() {
+            self.remember(Speaker::Agent, heard.clone());
+        }
+        if !heard.is_empty() {
+            self.record_line(Speaker::Agent, &heard, true, current.timings);
+        }
+    }
+}
+
+/// The call supervisor.
+pub struct CallSupervisor;
+
+async fn spawn_child(
+    child: Child,
+    myself: &ActorRef<CallMsg>,
+    args: &CallArgs,
+) -> Result<ActorCell, ActorProcessingErr> {
+    let cell = myself.get_cell();
+    Ok(match child {
+        Child::Stt => {
+            let stt_args = SttArgs {
+                session: args.ports.stt.open(&args.call, &args.agent.language),
+                settings: args.settings.endpoint,
+                report_to: myself.get_derived(),
+            };
+            SttActor::spawn_linked(None, SttActor, stt_args, cell)
+                .await?
+                .0
+                .get_cell()
+        }
+        Child::Llm => {
+            let llm_args = LlmArgs {
+                llm: args.ports.llm.clone(),
+                report_to: myself.get_derived(),
+            };
+            LlmActor::spawn_linked(None, LlmActor, llm_args, cell)
+                .await?
+                .0
+                .get_cell()
+        }
+        Child::Tts => {
+            let tts_args = TtsArgs {
+                tts: args.ports.tts.clone(),
+                telephony: args.telephony.clone(),
+                voice: args.agent.voice.clone(),
+                language: args.agent.language.clone(),
+                report_to: myself.get_derived(),
+            };
+            TtsActor::spawn_linked(None, TtsActor, tts_args, cell)
+                .await?
+                .0
+                .get_cell()
+        }
+    })
+}
+
+impl Actor for CallSupervisor {
+    type Msg = CallMsg;
+    type State = CallState;
+    type Arguments = CallArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<CallMsg>,
+        args: CallArgs,
+    ) -> Result<CallState, ActorProcessingErr> {
+        let stt = spawn_child(Child::Stt, &myself, &args).await?;
+        let llm = spawn_child(Child::Llm, &myself, &args).await?;
+        let tts = spawn_child(Child::Tts, &myself, &args).await?;
+        let (records, queue) = mpsc::unbounded_channel();
+        tokio::spawn(write_records(
+            args.ports.call_log.clone(),
+            args.call.clone(),
+            queue,
+        ));
+        let _ = records.send(Record::Started);
+        Ok(CallState {
+            children: vec![
+                (Child::Stt, stt.clone()),
+                (Child::Llm, llm.clone()),
+                (Child::Tts, tts.clone()),
+            ],
+            stt: stt.into(),
+            llm: llm.into(),
+            tts: tts.into(),
+            budgets: std::array::from_fn(|_| RestartBudget::new(args.settings.restart)),
+            args,
+            phase: CallPhase::Greeting,
+            next_turn: 1,
+            next_seq: 0,
+            current: None,
+            speech_end: None,
+            failing: None,
+            records,
+        })
+    }
+
+    async fn post_start(
+        &self,
+        myself: ActorRef<CallMsg>,
+        state: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
+        state.publish(
+            "call.started",
+            json!({"agent_id": state.args.agent.id, "from": state.args.call.customer}),
+        );
+        let conversation = state.args.conversation.clone();
+        let template = state.args.agent.first_message.clone();
+        let variables = state.args.variables.clone();
+        tokio::spawn(async move {
+            let filled = ractor::call_t!(
+                conversation,
+                |reply| ConversationMsg::Fill {
+                    template: template.clone(),
+                    variables,
+                    reply,
+                },
+                CONVERSATION_TIMEOUT_MS
+            );
+            let _ = myself.send_message(CallMsg::GreetingReady(filled.unwrap_or(template)));
+        });
+        Ok(())
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<CallMsg>,
+        msg: CallMsg,
+        state: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            CallMsg::Audio(frame) => {
+                let _ = state.stt.send_message(SttMsg::Audio(frame));
+            }
+            CallMsg::Marked(name) => on_marked(&myself, state, &name),
+            CallMsg::CallerHungUp => {
+                if state.phase == CallPhase::Ended && state.failing.is_none() {
+                    return Ok(()); // already ended; this is the network catching up
+                }
+                let outcome = match state.failing.take() {
+                    Some(reason) => CallOutcome::Failed(reason),
+                    None => CallOutcome::Completed,
+                };
+                end_call(&myself, state, outcome);
+            }
+            CallMsg::Phase(reply) => {
+                let _ = reply.send(state.phase);
+            }
+            CallMsg::Stt(report) => on_stt(&myself, state, report),
+            CallMsg::Llm(report) => on_llm(&myself, state, report),
+            CallMsg::Tts(report) => on_tts(&myself, state, report),
+            CallMsg::GreetingReady(text) => {
+                if state.phase == CallPhase::Greeting && state.current.is_none() {
+                    state.current = Some(AgentTurn::new(0));
+                    for sentence in split_sentences(&text) {
+                        speak(state, sentence);
+                    }
+                    state.mark_written();
+                    finish_turn_if_played(&myself, state);
+                }
+            }
+            CallMsg::PromptReady { turn, messages } => {
+                if let Some(current) = state.current.as_mut().filter(|c| c.turn == turn) {
+                    current.prompt = messages;
+                    generate(state);
+                }
+            }
+            CallMsg::ToolsDone {
+                turn,
+                results,
+                action,
+            } => {
+                if let Some(current) = state.current.as_mut().filter(|c| c.turn == turn) {
+                    for (call, answer) in results {
+                        current.prompt.push(ChatMessage::Tool {
+                            call_id: call.id,
+                            content: answer,
+                        });
+                    }
+                    if action != CallAction::Continue {
+                        current.then = action;
+                    }
+                    generate(state);
+                }
+            }
+            CallMsg::FinishFailure => finish_failure(&myself, state),
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<CallMsg>,
+        event: SupervisionEvent,
+        state: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
+        let SupervisionEvent::ActorFailed(cell, error) = event else {
+            return Ok(());
+        };
+        let Some(child) = state.child_of(cell.get_id()) else {
+            return Ok(());
+        };
+        tracing::warn!(call_id = %state.args.call.call_id, ?child, %error, "pipeline child failed");
+        if state.phase == CallPhase::Ended {
+            return Ok(());
+        }
+        if !state.budgets[child as usize].allow_restart(Instant::now()) {
+            let policy = state.args.settings.restart;
+            let reason = format!(
+                "{child:?} actor failed more than {} times within {:?}: {error}",
+                policy.max_restarts, policy.within
+            );
+            fail_call(&myself, state, reason, child == Child::Tts);
+            return Ok(());
+        }
+        let fresh = spawn_child(child, &myself, &state.args).await?;
+        state.children.retain(|(c, _)| *c != child);
+        state.children.push((child, fresh.clone()));
+        match child {
+            Child::Stt => state.stt = fresh.into(),
+            Child::Llm => {
+                state.llm = fresh.into();
+                // Resume the reply the failed actor was writing.
+                if state
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| !c.written && !c.prompt.is_empty())
+                {
+                    generate(state);
+                }
+            }
+            Child::Tts => {
+                state.tts = fresh.into();
+                // Speak again what the failed actor had not got played.
+                if let Some(current) = state.current.as_ref() {
+                    for (seq, sentence) in current
+                        .sentences
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| !s.played)
+                    {
+                        let _ = state.tts.send_message(TtsMsg::Speak(Utterance {
+                            turn: current.turn,
+                            seq: seq as u32,
+                            text: sentence.text.clone(),
+                        }));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn millis(from: Option<Instant>, to: Instant) -> Option<u32> {
+    from.map(|f| to.duration_since(f).as_millis().min(u128::from(u32::MAX)) as u32)
+}
+
+/// Splits a whole text (the greeting) into sentences for TTS.
+fn split_sentences(text: &str) -> Vec<String> {
+    let mut splitter = SentenceSplitter::default();
+    let mut out = splitter.push(text);
+    out.extend(splitter.finish());
+    out
+}
+
+/// Queues one sentence of the current turn for speech.
+fn speak(state: &mut CallState, text: String) {
+    let Some(current) = state.current.as_mut() else {
+        return;
+    };
+    if current.first_tts_request_at.is_none() {
+        current.first_tts_request_at = Some(Instant::now());
+    }
+    let utterance = Utterance {
+        turn: current.turn,
+        seq: current.sentences.len() as u32,
+        text: text.clone(),
+    };
+    current.sentences.push(Sentence {
+        text,
+        played: false,
+    });
+    if state.phase != CallPhase::Greeting {
+        state.phase = CallPhase::Speaking;
+    }
+    let _ = state.tts.send_message(TtsMsg::Speak(utterance));
+}
+
+/// Asks the model for (more of) the current turn's reply.
+fn generate(state: &mut CallState) {
+    let Some(current) = state.current.as_ref() else {
+        return;
+    };
+    let request = LlmRequest {
+        model: state.args.agent.llm_model.clone(),
+        messages: current.prompt.clone(),
+        tools: tools::specs(&state.args.agent.tools),
+    };
+    let _ = state.llm.send_message(LlmMsg::Generate {
+        turn: current.turn,
+        request,
+    });
+}
+
+fn on_stt(myself: &ActorRef<CallMsg>, state: &mut CallState, report: SttReport) {
+    if state.phase == CallPhase::Ended {
+        return;
+    }
+    match report {
+        // The caller has spoken past the barge-in minimum: whatever the agent was doing
+        // for the last turn gives way.
+        SttReport::CallerSpeaking => match state.phase {
+            CallPhase::Speaking | CallPhase::Greeting => {
+                let heard = state
+                    .current
+                    .as_ref()
+                    .map(AgentTurn::heard)
+                    .unwrap_or_default();
+                state.cut_turn();
+                state.args.telephony.clear();
+                state.publish("call.barge_in", json!({"heard": heard}));
+                state.phase = CallPhase::Listening;
+            }
+            CallPhase::Thinking => {
+                // They were not done: drop the reply in the making; their next transcript
+                // starts a new turn.
+                state.cut_turn();
+                state.phase = CallPhase::Listening;
+            }
+            CallPhase::Listening | CallPhase::Ended => {}
+        },
+        SttReport::SpeechEnded { trailing_ms } => {
+            state.speech_end = Some((Instant::now(), trailing_ms))
+        }
+        SttReport::Partial(text) => state.publish(
+            "call.transcript",
+            json!({"speaker": "customer", "text": text, "final": false}),
+        ),
+        SttReport::Final(text) => on_transcript(myself, state, text),
+    }
+}
+
+fn on_transcript(myself: &ActorRef<CallMsg>, state: &mut CallState, text: String) {
+    let text = text.trim().to_owned();
+    let speech_end = state.speech_end.take();
+    if text.is_empty() {
+        return;
+    }
+    if matches!(state.phase, CallPhase::Speaking | CallPhase::Greeting) {
+        // Speech shorter than the barge-in minimum while the agent talks: a back-channel
+        // "mm-hm" or a cough, which neither interrupts nor starts a turn.
+        tracing::debug!(call_id = %state.args.call.call_id, "short speech over the agent ignored");
+        return;
+    }
+    state.cut_turn();
+    let now = Instant::now();
+    let speech_ended_at = speech_end.map(|(at, _)| at);
+    state.record_line(Speaker::Customer, &text, false, StageTimings::default());
+    state.remember(Speaker::Customer, text.clone());
+    state.publish(
+        "call.transcript",
+        json!({"speaker": "customer", "text": text, "final": true}),
+    );
+
+    let turn = state.next_turn;
+    state.next_turn += 1;
+    let mut current = AgentTurn::new(turn);
+    current.speech_ended_at = speech_ended_at;
+    current.transcript_at = Some(now);
+    current.timings = StageTimings {
+        endpointing_ms: speech_end.map(|(_, trailing)| trailing),
+        stt_ms: millis(speech_ended_at, now),
+        ..StageTimings::default()
+    };
+    state.current = Some(current);
+    state.phase = CallPhase::Thinking;
+
+    let conversation = state.args.conversation.clone();
+    let system_prompt = state.args.agent.system_prompt.clone();
+    let variables = state.args.variables.clone();
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let built = ractor::call_t!(
+            conversation,
+            |reply| ConversationMsg::BuildPrompt {
+                system_prompt: system_prompt.clone(),
+                variables,
+                reply,
+            },
+            CONVERSATION_TIMEOUT_MS
+        );
+        // Without the history the model still gets the instructions and the words.
+        let messages = built
+            .unwrap_or_else(|_| vec![ChatMessage::System(system_prompt), ChatMessage::User(text)]);
+        let _ = myself.send_message(CallMsg::PromptReady { turn, messages });
+    });
+}
+
+fn on_llm(myself: &ActorRef<CallMsg>, state: &mut CallState, report: LlmReport) {
+    let turn_of = |r: &LlmReport| match r {
+        LlmReport::FirstToken { turn }
+        | LlmReport::Sentence { turn, .. }
+        | LlmReport::ToolCalls { turn, .. }
+        | LlmReport::Done { turn }
+        | LlmReport::Failed { turn, .. } => *turn,
+    };
+    if state.phase == CallPhase::Ended
+        || state.current.as_ref().map(|c| c.turn) != Some(turn_of(&report))
+    {
+        return;
+    }
+    match report {
+        LlmReport::FirstToken { .. } => {
+            if let Some(current) = state.current.as_mut() {
+                if current.timings.llm_first_token_ms.is_none() {
+                    current.timings.llm_first_token_ms =
+                        millis(current.transcript_at, Instant::now());
+                }
+            }
+        }
+        LlmReport::Sentence { text, .. } => speak(state, text),
+        LlmReport::ToolCalls { text, calls, .. } => run_tools(myself, state, text, calls),
+        LlmReport::Done { .. } => {
+            state.mark_written();
+            finish_turn_if_played(myself, state);
+        }
+        LlmReport::Failed { error, .. } => {
+            tracing::warn!(call_id = %state.args.call.call_id, %error, "the model could not answer");
+            if state
+                .current
+                .as_ref()
+                .is_some_and(|c| c.sentences.is_empty())
+            {
+                speak(state, DID_NOT_CATCH.to_owned());
+            }
+            state.mark_written();
+            finish_turn_if_played(myself, state);
+        }
+    }
+}
+
+/// Runs a round of tool calls in a task; the model goes on with their answers.
+fn run_tools(
+    myself: &ActorRef<CallMsg>,
+    state: &mut CallState,
+    text: String,
+    calls: Vec<ToolCall>,
+) {
+    let Some(current) = state.current.as_mut() else {
+        return;
+    };
+    current.tool_rounds += 1;
+    current.prompt.push(ChatMessage::Assistant {
+        text,
+        tool_calls: calls.clone(),
+    });
+    if current.tool_rounds > MAX_TOOL_ROUNDS {
+        state.mark_written();
+        finish_turn_if_played(myself, state);
+        return;
+    }
+    if current.all_played() {
+        state.phase = CallPhase::Thinking;
+    }
+    let turn = current.turn;
+    let ctx = ToolContext {
+        call: state.args.call.clone(),
+        enabled: state.args.agent.tools.clone(),
+        transfer_number: state.args.agent.transfer_number.clone(),
+        tenant: state.args.tenant.clone(),
+        conversation: state.args.conversation.clone(),
+        conversations: state.args.ports.conversations.clone(),
+        telephony: state.args.telephony.clone(),
+    };
+    let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
+    state.publish("call.tool_calls", json!({ "tools": names }));
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let mut results = Vec::with_capacity(calls.len());
+        let mut action = CallAction::Continue;
+        for call in calls {
+            let (answer, wanted) = tools::run(&call, &ctx).await;
+            if wanted != CallAction::Continue {
+                action = wanted;
+            }
+            results.push((call, answer));
+        }
+        let _ = myself.send_message(CallMsg::ToolsDone {
+            turn,
+            results,
+            action,
+        });
+    });
+}
+
+fn on_tts(myself: &ActorRef<CallMsg>, state: &mut CallState, report: TtsReport) {
+    match report {
+        TtsReport::FirstAudio { turn, seq } => {
+            let now = Instant::now();
+            let Some(current) = state.current.as_mut().filter(|c| c.turn == turn) else {
+                return;
+            };
+            // Audio is forwarded the moment it arrives, so the first TTS byte is also the
+            // first audio sent to the caller.
+            if seq == 0 && current.timings.tts_first_byte_ms.is_none() {
+                current.timings.tts_first_byte_ms = millis(current.first_tts_request_at, now);
+                current.timings.voice_to_voice_ms = millis(current.speech_ended_at, now);
+                state.publish("call.agent_speaking", json!({"turn": turn}));
+            }
+        }
+        TtsReport::Failed { turn, seq, error } => {
+            tracing::warn!(call_id = %state.args.call.call_id, %error, "a sentence could not be spoken");
+            if let Some(sentence) = state
+                .current
+                .as_mut()
+                .filter(|c| c.turn == turn)
+                .and_then(|c| c.sentences.get_mut(seq as usize))
+            {
+                sentence.played = true;
+            }
+            finish_turn_if_played(myself, state);
+        }
+    }
+}
+
+fn on_marked(myself: &ActorRef<CallMsg>, state: &mut CallState, name: &str) {
+    if state.failing.is_some() {
+        if name == apology().mark() {
+            finish_failure(myself, state);
+        }
+        return;
+    }
+    let Some(current) = state.current.as_mut() else {
+        return;
+    };
+    let Some(seq) = name
+        .strip_prefix(&format!("t{}s", current.turn))
+        .and_then(|s| s.parse::<usize>().ok())
+    else {
+        return;
+    };
+    if let Some(sentence) = current.sentences.get_mut(seq) {
+        sentence.played = true;
+    }
+    if !current.written && current.all_played() && state.phase == CallPhase::Speaking {
+        // Everything said so far is heard; the model is still working (tools, more words).
+        state.phase = CallPhase::Thinking;
+    }
+    finish_turn_if_played(myself, state);
+}
+
+/// The apology spoken when a call fails, as its own turn so no reply's marks match it.
+fn apology() -> Utterance {
+    Utterance {
+        turn: u64::MAX,
+        seq: 0,
+        text: APOLOGY.to_owned(),
+    }
+}
+
+/// Once the current turn is written and heard in full, records it and listens again (or
+/// carries out what a tool asked: hang up, transfer).
+fn finish_turn_if_played(myself: &ActorRef<CallMsg>, state: &mut CallState) {
+    if !state
+        .current
+        .as_ref()
+        .is_some_and(|c| c.written && c.all_played())
+    {
+        return;
+    }
+    let Some(current) = state.current.take() else {
+        return;
+    };
+    let text = current.whole_text();
+    if !text.is_empty() {
+        state.record_line(Speaker::Agent, &text, false, current.timings);
+        state.publish(
+            "call.transcript",
+            json!({"speaker": "agent", "text": text, "final": true}),
+        );
+    }
+    state.phase = CallPhase::Listening;
+    let telephony = state.args.telephony.clone();
+    match current.then {
+        CallAction::Continue => {}
+        CallAction::HangUp => {
+            tokio::spawn(async move {
+                let _ = telephony.hang_up().await;
+            });
+            end_call(myself, state, CallOutcome::Completed);
+        }
+        CallAction::Transfer(number) => {
+            let to = number.clone();
+            tokio::spawn(async move {
+                let _ = telephony.transfer(&to).await;
+            });
+            end_call(myself, state, CallOutcome::Transferred(number));
+        }
+    }
+}
+
+/// The pipeline cannot go on: apologise (when TTS still works), then transfer or hang up.
+fn fail_call(myself: &ActorRef<CallMsg>, state: &mut CallState, reason: String, tts_broken: bool) {
+    if state.failing.is_some() {
+        return;
+    }
+    tracing::error!(call_id = %state.args.call.call_id, %reason, "ending the call after repeated failures");
+    state.publish("call.failed", json!({"reason": reason}));
+    state.cut_turn();
+    state.args.telephony.clear();
+    state.failing = Some(reason);
+    state.phase = CallPhase::Ended;
+    if tts_broken {
+        finish_failure(myself, state);
+        return;
+    }
+    let _ = state.tts.send_message(TtsMsg::Speak(apology()));
+    myself.send_after(APOLOGY_TIMEOUT, || CallMsg::FinishFailure);
+}
+
+fn finish_failure(myself: &ActorRef<CallMsg>, state: &mut CallState) {
+    let Some(reason) = state.failing.take() else {
+        return;
+    };
+    let telephony = state.args.telephony.clone();
+    let transfer_to = state.args.agent.transfer_number.clone();
+    tokio::spawn(async move {
+        let _ = match transfer_to {
+            Some(number) => telephony.transfer(&number).await,
+            None => telephony.hang_up().await,
+        };
+    });
+    end_call(myself, state, CallOutcome::Failed(reason));
+}
+
+/// Records the end and stops the call; its children stop with it.
+fn end_call(myself: &ActorRef<CallMsg>, state: &mut CallState, outcome: CallOutcome) {
+    state.cut_turn();
+    state.phase = CallPhase::Ended;
+    state.publish("call.ended", json!({"outcome": format!("{outcome:?}")}));
+    let _ = state.records.send(Record::Ended(outcome));
+    myself.stop(None);
+}
+
+/// Writes a call's records in order, off the audio path.
+async fn write_records(
+    log: Arc<dyn CallLog>,
+    call: CallInfo,
+    mut queue: mpsc::UnboundedReceiver<Record>,
+) {
+    while let Some(record) = queue.recv().await {
+        let written = match &record {
+            Record::Started => log.call_started(&call).await,
+            Record::Turn(turn) => log.turn(&call, turn).await,
+            Record::Ended(outcome) => log.call_ended(&call, outcome).await,
+        };
+        if let Err(error) = written {
+            tracing::error!(call_id = %call.call_id, %error, "a call record could not be written");
+        }
+    }
+}

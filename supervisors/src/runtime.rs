@@ -1,0 +1,373 @@
+//! `Runtime`: the root supervisor. Starts a tenant's supervisor on first use (reading the
+//! tenant's configuration through the directory port, off its own mailbox), owns the event
+//! hub, and drains for shutdown: no new calls, then wait for the live ones.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::domain::TenantId;
+use actors::event_hub::{EventHub, EventHubArgs, EventHubMsg, EventHubSink, Subscription};
+use actors::ports::{
+    CallInfo, CallLog, ConversationStore, Embedder, LanguageModel, SpeechToText, Telephony,
+    TenantDirectory, TextToSpeech, VectorStore,
+};
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
+use tokio::time::Instant;
+
+use crate::call::{CallMsg, CallPorts, CallSettings};
+use crate::registry::{Registry, Started};
+use crate::restart::RestartBudget;
+use crate::tenant::{Refusal, TenantArgs, TenantMsg, TenantPorts, TenantSupervisor};
+
+/// Longest wait for one actor to answer the runtime handle.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Every port the runtime needs, implemented by the server's adapters (or in-memory fakes
+/// in tests).
+#[derive(Clone)]
+pub struct RuntimePorts {
+    /// Speech-to-text.
+    pub stt: Arc<dyn SpeechToText>,
+    /// Language model.
+    pub llm: Arc<dyn LanguageModel>,
+    /// Text-to-speech.
+    pub tts: Arc<dyn TextToSpeech>,
+    /// Call records.
+    pub call_log: Arc<dyn CallLog>,
+    /// Customer histories.
+    pub conversations: Arc<dyn ConversationStore>,
+    /// Knowledge chunks.
+    pub vectors: Arc<dyn VectorStore>,
+    /// Dense vectors, when configured.
+    pub embedder: Option<Arc<dyn Embedder>>,
+    /// Tenants' configuration.
+    pub directory: Arc<dyn TenantDirectory>,
+}
+
+/// Messages to the root supervisor.
+pub enum RuntimeMsg {
+    /// A tenant's supervisor, started on first use.
+    Tenant {
+        /// The tenant.
+        tenant: TenantId,
+        /// Its supervisor, or why it could not start.
+        reply: RpcReplyPort<Started<ActorRef<TenantMsg>>>,
+    },
+    /// A tenant's supervisor finished starting (internal).
+    TenantStarted {
+        /// The tenant.
+        tenant: TenantId,
+        /// The outcome.
+        result: Started<ActorRef<TenantMsg>>,
+    },
+    /// A tenant's settings changed: reload them.
+    ConfigChanged(TenantId),
+    /// Every running tenant supervisor.
+    Tenants(RpcReplyPort<Vec<ActorRef<TenantMsg>>>),
+    /// Stop admitting calls everywhere.
+    Drain,
+    /// The event hub.
+    Hub(RpcReplyPort<ActorRef<EventHubMsg>>),
+}
+
+/// What the runtime is started with.
+pub struct RuntimeArgs {
+    /// Ports.
+    pub ports: RuntimePorts,
+    /// Call tuning.
+    pub settings: CallSettings,
+}
+
+/// The root supervisor's state.
+pub struct RuntimeState {
+    args: RuntimeArgs,
+    hub: ActorRef<EventHubMsg>,
+    hub_budget: RestartBudget,
+    tenants: Registry<TenantId, ActorRef<TenantMsg>>,
+    tenant_ids: HashMap<ractor::ActorId, TenantId>,
+    draining: bool,
+}
+
+/// The root supervisor.
+pub struct RuntimeActor;
+
+impl RuntimeState {
+    fn tenant_ports(&self) -> TenantPorts {
+        let ports = &self.args.ports;
+        TenantPorts {
+            call: CallPorts {
+                stt: ports.stt.clone(),
+                llm: ports.llm.clone(),
+                tts: ports.tts.clone(),
+                call_log: ports.call_log.clone(),
+                conversations: ports.conversations.clone(),
+                events: Arc::new(EventHubSink(self.hub.clone())),
+            },
+            vectors: ports.vectors.clone(),
+            embedder: ports.embedder.clone(),
+        }
+    }
+}
+
+impl Actor for RuntimeActor {
+    type Msg = RuntimeMsg;
+    type State = RuntimeState;
+    type Arguments = RuntimeArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<RuntimeMsg>,
+        args: RuntimeArgs,
+    ) -> Result<RuntimeState, ActorProcessingErr> {
+        let (hub, _) =
+            EventHub::spawn_linked(None, EventHub, EventHubArgs::default(), myself.get_cell())
+                .await?;
+        Ok(RuntimeState {
+            hub_budget: RestartBudget::new(args.settings.restart),
+            args,
+            hub,
+            tenants: Registry::default(),
+            tenant_ids: HashMap::new(),
+            draining: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<RuntimeMsg>,
+        msg: RuntimeMsg,
+        state: &mut RuntimeState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RuntimeMsg::Tenant { tenant, reply } => {
+                if state.tenants.ask(tenant, reply) {
+                    let directory = state.args.ports.directory.clone();
+                    let ports = state.tenant_ports();
+                    let settings = state.args.settings;
+                    tokio::spawn(async move {
+                        let result = async {
+                            let config = directory
+                                .tenant_config(tenant)
+                                .await
+                                .map_err(|e| e.to_string())?;
+                            let args = TenantArgs {
+                                tenant,
+                                config,
+                                ports,
+                                settings,
+                            };
+                            let (actor, _) = TenantSupervisor::spawn_linked(
+                                None,
+                                TenantSupervisor,
+                                args,
+                                myself.get_cell(),
+                            )
+                            .await
+                            .map_err(|e| e.to_string())?;
+                            Ok(actor)
+                        }
+                        .await;
+                        let _ = myself.send_message(RuntimeMsg::TenantStarted { tenant, result });
+                    });
+                }
+            }
+            RuntimeMsg::TenantStarted { tenant, result } => {
+                if let Ok(actor) = &result {
+                    state.tenant_ids.insert(actor.get_id(), tenant);
+                    // A drain that began while the tenant was starting reaches it too.
+                    if state.draining {
+                        let _ = actor.send_message(TenantMsg::Drain);
+                    }
+                }
+                state.tenants.started(tenant, result);
+            }
+            RuntimeMsg::ConfigChanged(tenant) => {
+                let running = state
+                    .tenants
+                    .running()
+                    .find(|t| state.tenant_ids.get(&t.get_id()) == Some(&tenant))
+                    .cloned();
+                if let Some(actor) = running {
+                    let directory = state.args.ports.directory.clone();
+                    tokio::spawn(async move {
+                        match directory.tenant_config(tenant).await {
+                            Ok(config) => {
+                                let _ = actor.send_message(TenantMsg::UpdateConfig(config));
+                            }
+                            Err(error) => {
+                                tracing::warn!(%tenant, %error, "tenant configuration could not be reloaded")
+                            }
+                        }
+                    });
+                }
+            }
+            RuntimeMsg::Tenants(reply) => {
+                let _ = reply.send(state.tenants.running().cloned().collect());
+            }
+            RuntimeMsg::Drain => {
+                state.draining = true;
+                for tenant in state.tenants.running() {
+                    let _ = tenant.send_message(TenantMsg::Drain);
+                }
+            }
+            RuntimeMsg::Hub(reply) => {
+                let _ = reply.send(state.hub.clone());
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<RuntimeMsg>,
+        event: SupervisionEvent,
+        state: &mut RuntimeState,
+    ) -> Result<(), ActorProcessingErr> {
+        let cell = match event {
+            SupervisionEvent::ActorFailed(cell, error) => {
+                tracing::error!(actor = %cell.get_id(), %error, "a runtime child failed");
+                cell
+            }
+            SupervisionEvent::ActorTerminated(cell, _, _) => cell,
+            _ => return Ok(()),
+        };
+        let id = cell.get_id();
+        if id == state.hub.get_id() {
+            if !state.hub_budget.allow_restart(Instant::now()) {
+                return Err("the event hub keeps failing".into());
+            }
+            state.hub =
+                EventHub::spawn_linked(None, EventHub, EventHubArgs::default(), myself.get_cell())
+                    .await?
+                    .0;
+        } else if state.tenant_ids.remove(&id).is_some() {
+            // A tenant supervisor stopped: the next use of the tenant starts a fresh one.
+            state.tenants.forget(|t| t.get_id() == id);
+        }
+        Ok(())
+    }
+}
+
+/// A handle on a running runtime: what the server (and tests) use.
+#[derive(Clone)]
+pub struct Runtime {
+    actor: ActorRef<RuntimeMsg>,
+}
+
+/// Why the runtime could not answer.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RuntimeError {
+    /// The runtime has stopped.
+    #[error("the runtime is not running")]
+    Stopped,
+    /// An actor did not answer in time.
+    #[error("the runtime did not answer in time")]
+    TimedOut,
+    /// A tenant could not be started.
+    #[error("tenant unavailable: {0}")]
+    Tenant(String),
+}
+
+/// Asks an actor through ractor's RPC, within [`ASK_TIMEOUT`].
+async fn ask<M: ractor::Message, T: Send + 'static>(
+    actor: &ActorRef<M>,
+    msg: impl FnOnce(RpcReplyPort<T>) -> M,
+) -> Result<T, RuntimeError> {
+    match actor.call(msg, Some(ASK_TIMEOUT)).await {
+        Ok(ractor::rpc::CallResult::Success(answer)) => Ok(answer),
+        Ok(ractor::rpc::CallResult::Timeout) => Err(RuntimeError::TimedOut),
+        Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(RuntimeError::Stopped),
+    }
+}
+
+impl Runtime {
+    /// Starts the runtime, supervised by `supervisor` when given (tests put a probe there).
+    pub async fn start(
+        args: RuntimeArgs,
+        supervisor: Option<ractor::ActorCell>,
+    ) -> Result<Self, ractor::SpawnErr> {
+        let (actor, _) = match supervisor {
+            Some(cell) => RuntimeActor::spawn_linked(None, RuntimeActor, args, cell).await?,
+            None => RuntimeActor::spawn(None, RuntimeActor, args).await?,
+        };
+        Ok(Self { actor })
+    }
+
+    /// The tenant's supervisor, started on first use.
+    pub async fn tenant(&self, tenant: TenantId) -> Result<ActorRef<TenantMsg>, RuntimeError> {
+        ask(&self.actor, |reply| RuntimeMsg::Tenant { tenant, reply })
+            .await?
+            .map_err(RuntimeError::Tenant)
+    }
+
+    /// Admits and starts a call, or says why not.
+    pub async fn start_call(
+        &self,
+        call: CallInfo,
+        telephony: Arc<dyn Telephony>,
+    ) -> Result<ActorRef<CallMsg>, Refusal> {
+        let tenant = self
+            .tenant(call.tenant)
+            .await
+            .map_err(|e| Refusal::Unavailable(e.to_string()))?;
+        ask(&tenant, |reply| TenantMsg::StartCall {
+            call,
+            telephony,
+            reply,
+        })
+        .await
+        .map_err(|e| Refusal::Unavailable(e.to_string()))?
+    }
+
+    /// Subscribes to a tenant's events.
+    pub async fn subscribe(
+        &self,
+        tenant: TenantId,
+        capacity: usize,
+    ) -> Result<Subscription, RuntimeError> {
+        let hub = ask(&self.actor, RuntimeMsg::Hub).await?;
+        ask(&hub, |reply| EventHubMsg::Subscribe {
+            tenant,
+            capacity,
+            reply,
+        })
+        .await
+    }
+
+    /// A tenant's settings changed; its supervisor reloads them.
+    pub fn config_changed(&self, tenant: TenantId) {
+        let _ = self.actor.send_message(RuntimeMsg::ConfigChanged(tenant));
+    }
+
+    /// Live calls in every tenant.
+    pub async fn live_calls(&self) -> Result<usize, RuntimeError> {
+        let tenants = ask(&self.actor, RuntimeMsg::Tenants).await?;
+        let mut total = 0;
+        for tenant in tenants {
+            total += ask(&tenant, TenantMsg::LiveCalls).await.unwrap_or(0);
+        }
+        Ok(total)
+    }
+
+    /// Stops admitting calls and waits until the live ones end or `deadline` passes;
+    /// returns how many calls were still live at the end.
+    pub async fn drain(&self, deadline: Duration) -> Result<usize, RuntimeError> {
+        self.actor
+            .send_message(RuntimeMsg::Drain)
+            .map_err(|_| RuntimeError::Stopped)?;
+        let until = Instant::now() + deadline;
+        loop {
+            let live = self.live_calls().await?;
+            if live == 0 || Instant::now() >= until {
+                return Ok(live);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Stops the runtime and everything under it.
+    pub async fn stop(&self) {
+        let _ = self.actor.stop_and_wait(None, Some(ASK_TIMEOUT)).await;
+    }
+}

@@ -1,0 +1,402 @@
+//! `TenantSupervisor`: one per tenant, started on first use. Holds the tenant's
+//! configuration snapshot (agents, concurrent-call limit), admits calls within the limit,
+//! and supervises the tenant's knowledge actor, its customers' conversations and its live
+//! calls. A call that crashes is recorded as failed and hung up; it is never restarted (a
+//! half-finished phone call cannot be replayed).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use actors::conversation::{ConversationActor, ConversationArgs, ConversationMsg, PromptBudget};
+use actors::domain::{CallId, TenantId};
+use actors::knowledge::{KnowledgeActor, KnowledgeArgs, KnowledgeMsg};
+use actors::ports::{
+    AgentConfig, CallInfo, CallOutcome, Embedder, Telephony, TenantConfig, VectorStore,
+};
+use ractor::{
+    Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
+};
+use tokio::time::Instant;
+
+use crate::call::{CallArgs, CallMsg, CallPorts, CallSettings, CallSupervisor};
+use crate::registry::{Registry, Started};
+use crate::restart::RestartBudget;
+
+/// Longest wait, in milliseconds, for a customer's conversation to load before a call is
+/// refused rather than left ringing.
+const CONVERSATION_START_TIMEOUT_MS: u64 = 3_000;
+
+/// Why a call was not admitted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The tenant already has its limit of live calls.
+    #[error("the tenant is at its limit of {0} concurrent calls")]
+    AtCapacity(usize),
+    /// The dialled number's agent is not (or no longer) configured.
+    #[error("no such agent")]
+    UnknownAgent,
+    /// The runtime is draining for shutdown.
+    #[error("the runtime is draining")]
+    Draining,
+    /// The call could not be started.
+    #[error("the call could not start: {0}")]
+    Unavailable(String),
+}
+
+/// Messages to a tenant's supervisor.
+pub enum TenantMsg {
+    /// Admit and start a call.
+    StartCall {
+        /// The call.
+        call: CallInfo,
+        /// Its phone leg.
+        telephony: Arc<dyn Telephony>,
+        /// The call's actor, or why not.
+        reply: RpcReplyPort<Result<ActorRef<CallMsg>, Refusal>>,
+    },
+    /// The conversation actor of a customer, started on first use.
+    Conversation {
+        /// The customer's number.
+        customer: String,
+        /// The actor, or why it could not start.
+        reply: RpcReplyPort<Started<ActorRef<ConversationMsg>>>,
+    },
+    /// The tenant's knowledge actor; `None` when it kept failing and was given up on.
+    Knowledge(RpcReplyPort<Option<ActorRef<KnowledgeMsg>>>),
+    /// The tenant's settings changed.
+    UpdateConfig(TenantConfig),
+    /// Live calls now (including calls being started).
+    LiveCalls(RpcReplyPort<usize>),
+    /// Admit no more calls.
+    Drain,
+    /// A conversation actor finished starting (internal).
+    ConversationStarted {
+        /// The customer.
+        customer: String,
+        /// The outcome.
+        result: Started<ActorRef<ConversationMsg>>,
+    },
+    /// A call's actor started, or failed to (internal).
+    CallStarted {
+        /// The call.
+        call: CallInfo,
+        /// Its phone leg, kept to hang up if the call crashes.
+        telephony: Arc<dyn Telephony>,
+        /// The actor, or why not.
+        result: Result<ActorRef<CallMsg>, String>,
+    },
+}
+
+/// Ports a tenant needs beyond those of its calls.
+#[derive(Clone)]
+pub struct TenantPorts {
+    /// Ports of every call.
+    pub call: CallPorts,
+    /// Knowledge chunks.
+    pub vectors: Arc<dyn VectorStore>,
+    /// Dense vectors, when configured.
+    pub embedder: Option<Arc<dyn Embedder>>,
+}
+
+/// What a tenant's supervisor is started with.
+pub struct TenantArgs {
+    /// The tenant.
+    pub tenant: TenantId,
+    /// Its configuration when started.
+    pub config: TenantConfig,
+    /// Ports.
+    pub ports: TenantPorts,
+    /// Call tuning.
+    pub settings: CallSettings,
+}
+
+struct LiveCall {
+    call: CallInfo,
+    telephony: Arc<dyn Telephony>,
+    actor: ActorRef<CallMsg>,
+}
+
+/// A tenant supervisor's state.
+pub struct TenantState {
+    args: TenantArgs,
+    knowledge: Option<ActorRef<KnowledgeMsg>>,
+    knowledge_budget: RestartBudget,
+    conversations: Registry<String, ActorRef<ConversationMsg>>,
+    calls: HashMap<CallId, LiveCall>,
+    starting_calls: usize,
+    /// Children that stopped before their start was reported (a call that crashed at once):
+    /// the failure, if any, by actor id, applied when the start report arrives.
+    exited_early: HashMap<ActorId, Option<String>>,
+    draining: bool,
+}
+
+impl TenantState {
+    /// Calls live or being started, which count against the limit.
+    fn occupied(&self) -> usize {
+        self.calls.len() + self.starting_calls
+    }
+
+    /// Admission: the pure decision. Returns the agent that will answer.
+    fn admit(&self, call: &CallInfo) -> Result<AgentConfig, Refusal> {
+        if self.draining {
+            return Err(Refusal::Draining);
+        }
+        let agent = self
+            .args
+            .config
+            .agents
+            .iter()
+            .find(|a| a.id == call.agent)
+            .ok_or(Refusal::UnknownAgent)?;
+        let limit = self.args.config.concurrent_call_limit;
+        if self.occupied() >= limit {
+            return Err(Refusal::AtCapacity(limit));
+        }
+        Ok(agent.clone())
+    }
+
+    /// A call ended; when it crashed, records the failure and hangs up for it.
+    fn call_gone(&self, live: LiveCall, failure: Option<String>) {
+        let Some(error) = failure else {
+            return;
+        };
+        tracing::error!(call_id = %live.call.call_id, %error, "a call supervisor crashed");
+        let log = self.args.ports.call.call_log.clone();
+        tokio::spawn(async move {
+            let outcome = CallOutcome::Failed(format!("call supervisor crashed: {error}"));
+            let _ = log.call_ended(&live.call, &outcome).await;
+            let _ = live.telephony.hang_up().await;
+        });
+    }
+}
+
+/// The tenant supervisor.
+pub struct TenantSupervisor;
+
+async fn spawn_knowledge(
+    args: &TenantArgs,
+    supervisor: ActorCell,
+) -> Result<ActorRef<KnowledgeMsg>, ActorProcessingErr> {
+    let knowledge_args = KnowledgeArgs {
+        tenant: args.tenant,
+        store: args.ports.vectors.clone(),
+        embedder: args.ports.embedder.clone(),
+    };
+    Ok(
+        KnowledgeActor::spawn_linked(None, KnowledgeActor, knowledge_args, supervisor)
+            .await?
+            .0,
+    )
+}
+
+impl Actor for TenantSupervisor {
+    type Msg = TenantMsg;
+    type State = TenantState;
+    type Arguments = TenantArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<TenantMsg>,
+        args: TenantArgs,
+    ) -> Result<TenantState, ActorProcessingErr> {
+        let knowledge = spawn_knowledge(&args, myself.get_cell()).await?;
+        Ok(TenantState {
+            knowledge_budget: RestartBudget::new(args.settings.restart),
+            args,
+            knowledge: Some(knowledge),
+            conversations: Registry::default(),
+            calls: HashMap::new(),
+            starting_calls: 0,
+            exited_early: HashMap::new(),
+            draining: false,
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<TenantMsg>,
+        msg: TenantMsg,
+        state: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            TenantMsg::StartCall {
+                call,
+                telephony,
+                reply,
+            } => match state.admit(&call) {
+                Ok(agent) => {
+                    state.starting_calls += 1;
+                    start_call(&myself, state, call, agent, telephony, reply);
+                }
+                Err(refusal) => {
+                    let _ = reply.send(Err(refusal));
+                }
+            },
+            TenantMsg::Conversation { customer, reply } => {
+                if state.conversations.ask(customer.clone(), reply) {
+                    let conversation_args = ConversationArgs {
+                        tenant: state.args.tenant,
+                        customer: customer.clone(),
+                        store: state.args.ports.call.conversations.clone(),
+                        budget: PromptBudget::default(),
+                    };
+                    let myself = myself.clone();
+                    tokio::spawn(async move {
+                        let result = ConversationActor::spawn_linked(
+                            None,
+                            ConversationActor,
+                            conversation_args,
+                            myself.get_cell(),
+                        )
+                        .await
+                        .map(|(actor, _)| actor)
+                        .map_err(|e| e.to_string());
+                        let _ = myself
+                            .send_message(TenantMsg::ConversationStarted { customer, result });
+                    });
+                }
+            }
+            TenantMsg::ConversationStarted { customer, result } => {
+                let result =
+                    result.and_then(|actor| match state.exited_early.remove(&actor.get_id()) {
+                        Some(_) => Err("the conversation stopped as it started".to_owned()),
+                        None => Ok(actor),
+                    });
+                state.conversations.started(customer, result);
+            }
+            TenantMsg::Knowledge(reply) => {
+                let _ = reply.send(state.knowledge.clone());
+            }
+            TenantMsg::UpdateConfig(config) => state.args.config = config,
+            TenantMsg::LiveCalls(reply) => {
+                let _ = reply.send(state.occupied());
+            }
+            TenantMsg::Drain => state.draining = true,
+            TenantMsg::CallStarted {
+                call,
+                telephony,
+                result,
+            } => {
+                state.starting_calls -= 1;
+                match result {
+                    Ok(actor) => {
+                        let live = LiveCall {
+                            call,
+                            telephony,
+                            actor,
+                        };
+                        match state.exited_early.remove(&live.actor.get_id()) {
+                            Some(failure) => state.call_gone(live, failure),
+                            None => {
+                                state.calls.insert(live.call.call_id, live);
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(call_id = %call.call_id, %error, "a call could not start")
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn handle_supervisor_evt(
+        &self,
+        myself: ActorRef<TenantMsg>,
+        event: SupervisionEvent,
+        state: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        let (cell, failure) = match event {
+            SupervisionEvent::ActorFailed(cell, error) => (cell, Some(error.to_string())),
+            SupervisionEvent::ActorTerminated(cell, _, _) => (cell, None),
+            _ => return Ok(()),
+        };
+        let id = cell.get_id();
+        let live_call = state
+            .calls
+            .iter()
+            .find(|(_, c)| c.actor.get_id() == id)
+            .map(|(k, _)| *k);
+        if let Some(live) = live_call.and_then(|call_id| state.calls.remove(&call_id)) {
+            state.call_gone(live, failure);
+        } else if state.knowledge.as_ref().is_some_and(|k| k.get_id() == id) {
+            // Knowledge is restarted within its budget and given up on past it: calls go on
+            // without it (its tool answers that it is unavailable) rather than all ending.
+            state.knowledge = None;
+            if state.knowledge_budget.allow_restart(Instant::now()) {
+                state.knowledge = Some(spawn_knowledge(&state.args, myself.get_cell()).await?);
+            } else {
+                tracing::error!(tenant = %state.args.tenant, "the knowledge actor keeps failing; running without it");
+            }
+        } else if !state.conversations.forget(|c| c.get_id() == id) {
+            // Not registered yet: a child that stopped before its start was reported.
+            state.exited_early.insert(id, failure);
+        }
+        Ok(())
+    }
+}
+
+/// Starts a call's actor in a task: its conversation may need to be loaded first.
+fn start_call(
+    myself: &ActorRef<TenantMsg>,
+    state: &TenantState,
+    call: CallInfo,
+    agent: AgentConfig,
+    telephony: Arc<dyn Telephony>,
+    reply: RpcReplyPort<Result<ActorRef<CallMsg>, Refusal>>,
+) {
+    let variables = BTreeMap::from([
+        ("tenant_name".to_owned(), state.args.config.name.clone()),
+        ("caller_number".to_owned(), call.customer.clone()),
+    ]);
+    let ports = state.args.ports.call.clone();
+    let settings = state.args.settings;
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let conversation = ractor::call_t!(
+            myself,
+            |reply| TenantMsg::Conversation {
+                customer: call.customer.clone(),
+                reply,
+            },
+            CONVERSATION_START_TIMEOUT_MS
+        );
+        let result = match conversation {
+            Ok(Ok(conversation)) => {
+                let args = CallArgs {
+                    call: call.clone(),
+                    agent,
+                    variables,
+                    telephony: telephony.clone(),
+                    ports,
+                    conversation,
+                    tenant: myself.clone(),
+                    settings,
+                };
+                CallSupervisor::spawn_linked(None, CallSupervisor, args, myself.get_cell())
+                    .await
+                    .map(|(actor, _)| actor)
+                    .map_err(|e| e.to_string())
+            }
+            Ok(Err(error)) => Err(error),
+            Err(error) => Err(format!("the customer's conversation did not load: {error}")),
+        };
+        let result = match (
+            reply.send(result.clone().map_err(Refusal::Unavailable)),
+            result,
+        ) {
+            // Whoever asked gave up waiting: nobody will send this call audio or hang it up.
+            (Err(_), Ok(actor)) => {
+                actor.stop(Some("nobody is waiting for this call".to_owned()));
+                Err("the caller gave up before the call started".to_owned())
+            }
+            (_, result) => result,
+        };
+        let _ = myself.send_message(TenantMsg::CallStarted {
+            call,
+            telephony,
+            result,
+        });
+    });
+}

@@ -1,0 +1,641 @@
+//! Whole calls through the supervision tree with in-memory ports: several turns, barge-in,
+//! a tool call, crash isolation across 200 concurrent calls, admission and drain. Every test
+//! runs the runtime under a probe supervisor that fails the test on any escaped failure, with
+//! paused time so provider latencies cost no wall-clock time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actors::domain::{AgentId, CallId, TenantId, E164};
+use actors::knowledge::KnowledgeMsg;
+use actors::ports::TenantDirectory;
+use actors::ports::{
+    AgentConfig, CallInfo, CallOutcome, ChatMessage, KnowledgeChunk, LlmDelta, Speaker,
+    TenantConfig, Tool, ToolCall,
+};
+use actors::testing::{
+    FakePhone, HashEmbedder, MemoryCallLog, MemoryConversationStore, MemoryVectorStore, Probe,
+    ScriptedLlm, ScriptedStt, StaticDirectory, ToneTts,
+};
+use ractor::ActorRef;
+use supervisors::call::{CallMsg, CallPhase, CallSettings};
+use supervisors::runtime::{Runtime, RuntimeArgs, RuntimePorts};
+use supervisors::tenant::Refusal;
+
+/// Real speech (espeak-ng), 8 kHz mu-law: "I'd like to book a service appointment for Tuesday".
+const SPEECH: &[u8] = include_bytes!("../../actors/tests/fixtures/sentence.ulaw");
+
+struct World {
+    runtime: Runtime,
+    probe: Probe,
+    stt: Arc<ScriptedStt>,
+    llm: Arc<ScriptedLlm>,
+    log: Arc<MemoryCallLog>,
+    conversations: Arc<MemoryConversationStore>,
+    directory: Arc<StaticDirectory>,
+    tenant: TenantId,
+    agent: AgentId,
+}
+
+fn agent(tools: Vec<Tool>) -> AgentConfig {
+    AgentConfig {
+        id: AgentId::new(),
+        system_prompt: "You are the front desk of {{tenant_name}}.".to_owned(),
+        first_message: "Thanks for calling {{tenant_name}}!".to_owned(),
+        language: "en".to_owned(),
+        voice: "test-voice".to_owned(),
+        llm_model: "test-model".to_owned(),
+        tools,
+        transfer_number: Some(E164::parse("+14155550100").unwrap()),
+    }
+}
+
+async fn world(limit: usize, tools: Vec<Tool>, llm: ScriptedLlm) -> World {
+    let tenant = TenantId::new();
+    let agent = agent(tools);
+    let directory = Arc::new(StaticDirectory::default());
+    directory.set(
+        tenant,
+        TenantConfig {
+            name: "Acme Motors".to_owned(),
+            concurrent_call_limit: limit,
+            agents: vec![agent.clone()],
+        },
+    );
+    let stt = Arc::new(ScriptedStt::new(Duration::from_millis(150)));
+    let llm = Arc::new(llm);
+    let log = Arc::new(MemoryCallLog::default());
+    let conversations = Arc::new(MemoryConversationStore::default());
+    let ports = RuntimePorts {
+        stt: stt.clone(),
+        llm: llm.clone(),
+        tts: Arc::new(ToneTts::new(Duration::from_millis(120))),
+        call_log: log.clone(),
+        conversations: conversations.clone(),
+        vectors: Arc::new(MemoryVectorStore::default()),
+        embedder: Some(Arc::new(HashEmbedder::default())),
+        directory: directory.clone(),
+    };
+    let probe = Probe::start().await;
+    let runtime = Runtime::start(
+        RuntimeArgs {
+            ports,
+            settings: CallSettings::default(),
+        },
+        Some(probe.cell()),
+    )
+    .await
+    .expect("the runtime starts");
+    World {
+        runtime,
+        probe,
+        stt,
+        llm,
+        log,
+        conversations,
+        directory,
+        tenant,
+        agent: agent.id,
+    }
+}
+
+fn echo_reply(request: &actors::ports::LlmRequest) -> Vec<LlmDelta> {
+    ScriptedLlm::words(&format!("You said: {}.", ScriptedLlm::last_user(request)))
+}
+
+impl World {
+    fn call_info(&self, customer: &str) -> CallInfo {
+        CallInfo {
+            call_id: CallId::new(),
+            tenant: self.tenant,
+            agent: self.agent,
+            customer: customer.to_owned(),
+            business_number: E164::parse("+14155550199").unwrap(),
+        }
+    }
+
+    /// Starts a call whose phone plays marks back at once.
+    async fn dial(
+        &self,
+        customer: &str,
+    ) -> Result<(CallInfo, ActorRef<CallMsg>, Arc<FakePhone>), Refusal> {
+        let info = self.call_info(customer);
+        let phone = Arc::new(FakePhone::default());
+        let call = self.runtime.start_call(info.clone(), phone.clone()).await?;
+        let echo_to = call.clone();
+        phone.on_mark(move |mark| {
+            let _ = echo_to.send_message(CallMsg::Marked(mark));
+        });
+        Ok((info, call, phone))
+    }
+
+    async fn shutdown(self) {
+        self.runtime.stop().await;
+        self.probe.assert_no_failures();
+    }
+}
+
+/// The caller speaks the fixture, then is silent long enough to end the utterance, a frame
+/// every 20 ms as Twilio sends them (paused time makes that free).
+async fn speak(call: &ActorRef<CallMsg>) {
+    for frame in SPEECH
+        .chunks_exact(160)
+        .chain(std::iter::repeat_n(&[0xFFu8; 160][..], 50))
+    {
+        let _ = call.send_message(CallMsg::Audio(frame.try_into().unwrap()));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until the call has recorded `turns` lines and listens again; `None` once the call
+/// is over.
+async fn after_turns(
+    log: &MemoryCallLog,
+    info: &CallInfo,
+    call: &ActorRef<CallMsg>,
+    turns: usize,
+) -> Option<()> {
+    for _ in 0..2_000 {
+        match log.call(info.call_id) {
+            Some(record) if record.outcome.is_some() => return None,
+            Some(record) if record.turns.len() >= turns => return listening(call).await,
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    panic!("the call never reached {turns} lines");
+}
+
+/// Waits until the call listens; `None` once the call is over.
+async fn listening(call: &ActorRef<CallMsg>) -> Option<()> {
+    for _ in 0..2_000 {
+        let phase = ractor::call_t!(call, CallMsg::Phase, 1_000).ok()?;
+        match phase {
+            CallPhase::Listening => return Some(()),
+            CallPhase::Ended => return None,
+            _ => tokio::time::sleep(Duration::from_millis(20)).await,
+        }
+    }
+    panic!("the call never listened again");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_of_several_turns_is_answered_recorded_and_remembered() {
+    let world = world(
+        5,
+        vec![],
+        ScriptedLlm::new(Duration::from_millis(250), echo_reply),
+    )
+    .await;
+    world.stt.script(
+        "+15550001",
+        &[
+            "I need a service appointment",
+            "Tuesday at nine",
+            "That's all, thanks",
+        ],
+    );
+    let mut events = world.runtime.subscribe(world.tenant, 256).await.unwrap();
+    let (info, call, phone) = world.dial("+15550001").await.unwrap();
+
+    after_turns(&world.log, &info, &call, 1)
+        .await
+        .expect("greeting played");
+    for turn in 1..=3 {
+        speak(&call).await;
+        after_turns(&world.log, &info, &call, 1 + 2 * turn)
+            .await
+            .expect("reply played");
+    }
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    let record = world.log.wait_for_end(info.call_id).await;
+
+    assert_eq!(record.outcome, Some(CallOutcome::Completed));
+    let lines: Vec<(Speaker, &str)> = record
+        .turns
+        .iter()
+        .map(|t| (t.speaker, t.text.as_str()))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            (Speaker::Agent, "Thanks for calling Acme Motors!"),
+            (Speaker::Customer, "I need a service appointment"),
+            (Speaker::Agent, "You said: I need a service appointment."),
+            (Speaker::Customer, "Tuesday at nine"),
+            (Speaker::Agent, "You said: Tuesday at nine."),
+            (Speaker::Customer, "That's all, thanks"),
+            (Speaker::Agent, "You said: That's all, thanks."),
+        ]
+    );
+    for turn in record.turns.iter().skip(2).step_by(2) {
+        let t = turn.timings;
+        assert_eq!(t.endpointing_ms, Some(600));
+        assert!(t.stt_ms.is_some_and(|ms| ms >= 150), "{t:?}");
+        assert!(t.llm_first_token_ms.is_some_and(|ms| ms >= 250), "{t:?}");
+        assert!(t.tts_first_byte_ms.is_some_and(|ms| ms >= 120), "{t:?}");
+        assert!(t.voice_to_voice_ms.is_some_and(|ms| ms >= 520), "{t:?}");
+    }
+    assert!(phone.log().audio_bytes > 0);
+    assert_eq!(phone.log().clears, 0);
+
+    // Staff screens saw the call as it happened, in order.
+    let mut kinds = Vec::new();
+    while let Some(item) = events.try_recv() {
+        match item {
+            actors::event_hub::HubItem::Event(event) => kinds.push(event.kind),
+            other => panic!("no event should be lost: {other:?}"),
+        }
+    }
+    assert_eq!(kinds.first(), Some(&"call.started"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"call.ended"), "{kinds:?}");
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "call.agent_speaking")
+            .count(),
+        4,
+        "the greeting and three replies: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "call.transcript").count(),
+        7,
+        "{kinds:?}"
+    );
+
+    // The customer's history across calls now holds the conversation, and the next prompt
+    // carries it.
+    let requests = world.llm.requests();
+    let last = requests.last().unwrap();
+    assert!(
+        matches!(&last.messages[0], ChatMessage::System(s) if s == "You are the front desk of Acme Motors.")
+    );
+    assert!(last
+        .messages
+        .contains(&ChatMessage::User("Tuesday at nine".to_owned())));
+    let stored = world.conversations.snapshot(world.tenant, "+15550001");
+    assert_eq!(stored.history.len(), 7);
+    world.shutdown().await;
+}
+
+/// A call whose agent is in the middle of a three-sentence reply: every sentence is queued
+/// at the phone and none has played yet. The caller will next be heard saying `then`.
+async fn mid_reply(
+    customer: &str,
+    then: &str,
+) -> (World, CallInfo, ActorRef<CallMsg>, Arc<FakePhone>) {
+    let world = world(
+        5,
+        vec![],
+        ScriptedLlm::new(Duration::from_millis(200), three_sentences),
+    )
+    .await;
+    world.stt.script(customer, &["Tell me everything", then]);
+    let (info, call, phone) = world.dial(customer).await.unwrap();
+    after_turns(&world.log, &info, &call, 1).await.unwrap();
+    phone.hold_marks();
+    speak(&call).await;
+    for _ in 0..500 {
+        if phone.held_marks() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(phone.held_marks(), 3, "the whole reply is queued");
+    (world, info, call, phone)
+}
+
+#[tokio::test(start_paused = true)]
+async fn barge_in_stops_the_reply_clears_playback_and_keeps_only_what_was_heard() {
+    let (world, info, call, phone) = mid_reply("+15550002", "Wait, stop").await;
+    assert_eq!(phone.release_marks(1), 1);
+    // The caller talks over the rest; then playback is real-time again for the next reply.
+    speak(&call).await;
+    assert_eq!(phone.log().clears, 1, "barge-in cleared the queued audio");
+    phone.stop_holding();
+    after_turns(&world.log, &info, &call, 5).await.unwrap();
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    let record = world.log.wait_for_end(info.call_id).await;
+
+    assert_eq!(phone.log().clears, 1, "no later reply was cleared");
+    let interrupted: Vec<_> = record.turns.iter().filter(|t| t.interrupted).collect();
+    assert_eq!(interrupted.len(), 1);
+    assert_eq!(interrupted[0].text, "The first thing to know is our hours.");
+    let history = world
+        .conversations
+        .snapshot(world.tenant, "+15550002")
+        .history;
+    let agent_lines: Vec<&str> = history
+        .iter()
+        .filter(|h| h.speaker == Speaker::Agent)
+        .map(|h| h.text.as_str())
+        .collect();
+    assert_eq!(
+        agent_lines,
+        [
+            "Thanks for calling Acme Motors!",
+            "The first thing to know is our hours.",
+            "Okay."
+        ]
+    );
+    world.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_tool_call_round_trip_answers_from_the_knowledge_base() {
+    let reply = |request: &actors::ports::LlmRequest| match request.messages.last() {
+        Some(ChatMessage::Tool { content, .. }) => {
+            let found: serde_json::Value = serde_json::from_str(content).unwrap();
+            let text = found["results"][0]["text"]
+                .as_str()
+                .unwrap_or("nothing found")
+                .to_owned();
+            ScriptedLlm::words(&format!("Here is what I found: {text}"))
+        }
+        _ => vec![LlmDelta::ToolCall(ToolCall {
+            id: "call_1".to_owned(),
+            name: "search_knowledge".to_owned(),
+            arguments: r#"{"query":"opening hours"}"#.to_owned(),
+        })],
+    };
+    let world = world(
+        5,
+        vec![Tool::SearchKnowledge],
+        ScriptedLlm::new(Duration::from_millis(100), reply),
+    )
+    .await;
+    let tenant = world.runtime.tenant(world.tenant).await.unwrap();
+    let knowledge = ractor::call_t!(tenant, supervisors::tenant::TenantMsg::Knowledge, 1_000)
+        .unwrap()
+        .expect("the knowledge actor runs");
+    let chunk = KnowledgeChunk {
+        id: "hours-1".to_owned(),
+        document_id: "handbook".to_owned(),
+        title: "Handbook".to_owned(),
+        location: "page 1".to_owned(),
+        text: "Our opening hours are 8am to 6pm, Monday to Friday.".to_owned(),
+        dense: None,
+    };
+    ractor::call_t!(
+        knowledge,
+        |reply| KnowledgeMsg::Ingest {
+            chunks: vec![chunk],
+            reply
+        },
+        1_000
+    )
+    .unwrap()
+    .unwrap();
+
+    world.stt.script("+15550003", &["When are you open?"]);
+    let (info, call, _phone) = world.dial("+15550003").await.unwrap();
+    after_turns(&world.log, &info, &call, 1).await.unwrap();
+    speak(&call).await;
+    after_turns(&world.log, &info, &call, 3).await.unwrap();
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    let record = world.log.wait_for_end(info.call_id).await;
+
+    let requests = world.llm.requests();
+    assert_eq!(
+        requests.len(),
+        2,
+        "one round for the tool call, one for the answer"
+    );
+    assert_eq!(requests[0].tools[0].name, "search_knowledge");
+    assert!(
+        matches!(requests[1].messages.last(), Some(ChatMessage::Tool { call_id, .. }) if call_id == "call_1")
+    );
+    let answer = &record.turns.last().unwrap().text;
+    assert_eq!(
+        answer,
+        "Here is what I found: Our opening hours are 8am to 6pm, Monday to Friday."
+    );
+    world.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_crashing_call_among_200_ends_gracefully_and_the_others_complete() {
+    let world = Arc::new(
+        world(
+            500,
+            vec![],
+            ScriptedLlm::new(Duration::from_millis(250), echo_reply),
+        )
+        .await,
+    );
+    let broken = "+15550057";
+    world.stt.panic_for(broken, usize::MAX);
+    let mut callers = Vec::new();
+    for i in 0..200 {
+        let customer = format!("+155500{i:02}");
+        let lines = [
+            format!("Hello from caller {i}"),
+            format!("Goodbye from caller {i}"),
+        ];
+        world
+            .stt
+            .script(&customer, &[lines[0].as_str(), lines[1].as_str()]);
+        let world = world.clone();
+        callers.push(tokio::spawn(async move {
+            let (info, call, phone) = world.dial(&customer).await.expect("admitted");
+            if after_turns(&world.log, &info, &call, 1).await.is_some() {
+                for turn in 1..=2 {
+                    speak(&call).await;
+                    if after_turns(&world.log, &info, &call, 1 + 2 * turn)
+                        .await
+                        .is_none()
+                    {
+                        break;
+                    }
+                }
+                let _ = call.send_message(CallMsg::CallerHungUp);
+            }
+            (customer, info, phone, lines)
+        }));
+    }
+    let mut completed = 0;
+    for caller in callers {
+        let (customer, info, phone, lines) = caller.await.expect("no caller task panicked");
+        let record = world.log.wait_for_end(info.call_id).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let record = world.log.call(info.call_id).unwrap_or(record);
+        assert_eq!(record.ends, 1, "{customer}'s end was recorded once");
+        if customer == broken {
+            let Some(CallOutcome::Failed(reason)) = &record.outcome else {
+                panic!("the broken call should have failed: {:?}", record.outcome);
+            };
+            assert!(reason.contains("Stt"), "{reason}");
+            let phone = phone.log();
+            let apology = "t18446744073709551615s0".to_owned();
+            assert!(
+                phone.marks.contains(&apology),
+                "the apology played: {phone:?}"
+            );
+            assert_eq!(phone.transfers, ["+14155550100"], "then a person took over");
+            continue;
+        }
+        assert_eq!(record.outcome, Some(CallOutcome::Completed), "{customer}");
+        let said: Vec<&str> = record
+            .turns
+            .iter()
+            .filter(|t| t.speaker == Speaker::Customer)
+            .map(|t| t.text.as_str())
+            .collect();
+        assert_eq!(said, [lines[0].as_str(), lines[1].as_str()], "{customer}");
+        completed += 1;
+    }
+    assert_eq!(completed, 199);
+    let world = Arc::try_unwrap(world).ok().expect("callers are done");
+    world.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_tenant_limit_refuses_the_next_call_until_one_ends() {
+    let world = world(
+        2,
+        vec![],
+        ScriptedLlm::new(Duration::from_millis(10), echo_reply),
+    )
+    .await;
+    let (first, call, _) = world.dial("+15550101").await.unwrap();
+    world.dial("+15550102").await.unwrap();
+    let refused = world.dial("+15550103").await.err();
+    assert_eq!(refused, Some(Refusal::AtCapacity(2)));
+
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    world.log.wait_for_end(first.call_id).await;
+    let mut admitted = false;
+    for _ in 0..100 {
+        if world.dial("+15550104").await.is_ok() {
+            admitted = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(admitted, "a freed slot admits the next call");
+    assert_eq!(
+        world.dial("+15550105").await.err(),
+        Some(Refusal::AtCapacity(2))
+    );
+
+    // The tenant raises its limit: the runtime reloads it and admits more.
+    let mut config = world.directory.tenant_config(world.tenant).await.unwrap();
+    config.concurrent_call_limit = 3;
+    world.directory.set(world.tenant, config);
+    world.runtime.config_changed(world.tenant);
+    let mut raised = false;
+    for _ in 0..100 {
+        if world.dial("+15550106").await.is_ok() {
+            raised = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(raised, "the new limit applies without a restart");
+    world.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn draining_refuses_new_calls_and_waits_for_live_ones() {
+    let world = world(
+        5,
+        vec![],
+        ScriptedLlm::new(Duration::from_millis(10), echo_reply),
+    )
+    .await;
+    let (info, call, _) = world.dial("+15550201").await.unwrap();
+    after_turns(&world.log, &info, &call, 1).await.unwrap();
+    let runtime = world.runtime.clone();
+    let drained = tokio::spawn(async move { runtime.drain(Duration::from_secs(30)).await });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(world.dial("+15550202").await.err(), Some(Refusal::Draining));
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    assert_eq!(drained.await.unwrap(), Ok(0));
+    world.shutdown().await;
+}
+
+/// Agent speech whose marks the test holds, so the agent is still "speaking" when the
+/// caller makes a sound.
+fn three_sentences(request: &actors::ports::LlmRequest) -> Vec<LlmDelta> {
+    if ScriptedLlm::last_user(request).starts_with("Tell me") {
+        ScriptedLlm::words("The first thing to know is our hours. The second thing is our prices. The third thing is our warranty. ")
+    } else {
+        ScriptedLlm::words("Okay.")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_short_sound_over_the_agent_neither_interrupts_nor_starts_a_turn() {
+    let (world, info, call, phone) = mid_reply("+15550301", "mm-hm").await;
+    // 300 ms of speech: longer than an utterance's minimum, shorter than a barge-in.
+    let burst = &SPEECH[160 * 40..160 * 55];
+    for frame in burst
+        .chunks_exact(160)
+        .chain(std::iter::repeat_n(&[0xFFu8; 160][..], 50))
+    {
+        call.send_message(CallMsg::Audio(frame.try_into().unwrap()))
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    phone.stop_holding();
+    after_turns(&world.log, &info, &call, 3).await.unwrap();
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    let record = world.log.wait_for_end(info.call_id).await;
+
+    assert_eq!(phone.log().clears, 0, "nothing was cut off");
+    let lines: Vec<&str> = record.turns.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "Thanks for calling Acme Motors!",
+            "Tell me everything",
+            "The first thing to know is our hours. The second thing is our prices. The third thing is our warranty."
+        ]
+    );
+    world.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_child_restarted_within_its_budget_lets_the_call_go_on() {
+    let crashed_once = std::sync::atomic::AtomicBool::new(false);
+    let flaky = move |request: &actors::ports::LlmRequest| {
+        if !crashed_once.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("model adapter bug");
+        }
+        echo_reply(request)
+    };
+    let world = world(
+        5,
+        vec![],
+        ScriptedLlm::new(Duration::from_millis(100), flaky),
+    )
+    .await;
+    world
+        .stt
+        .script("+15550302", &["First question", "Second question"]);
+    world.stt.panic_for("+15550302", 1);
+    let (info, call, _phone) = world.dial("+15550302").await.unwrap();
+    after_turns(&world.log, &info, &call, 1).await.unwrap();
+    for turn in 1..=2 {
+        speak(&call).await;
+        after_turns(&world.log, &info, &call, 1 + 2 * turn)
+            .await
+            .expect("the call goes on");
+    }
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    let record = world.log.wait_for_end(info.call_id).await;
+
+    assert_eq!(record.outcome, Some(CallOutcome::Completed));
+    let lines: Vec<&str> = record.turns.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "Thanks for calling Acme Motors!",
+            "First question",
+            "You said: First question.",
+            "Second question",
+            "You said: Second question."
+        ],
+        "the STT restart kept the utterance and the LLM restart resumed the reply"
+    );
+    world.shutdown().await;
+}

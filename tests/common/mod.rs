@@ -1,0 +1,254 @@
+//! Test support: `spawn_app` starts a real server on port 0 with its own fresh database —
+//! a SQLite file by default, or a new PostgreSQL database when `TEST_DATABASE_URL` is set —
+//! and Redis-backed rate limits when `TEST_REDIS_URL` is set.
+
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+
+use clap::Parser;
+use reqwest::{Method, StatusCode};
+use serde_json::{json, Value};
+use switchboard::app::Application;
+use switchboard::settings::{Settings, SettingsArgs};
+use switchboard::store::Store;
+
+#[derive(Parser)]
+#[command(args_override_self = true)]
+struct Args {
+    #[command(flatten)]
+    settings: SettingsArgs,
+}
+
+/// A running server and a client for it.
+pub struct TestApp {
+    pub base: String,
+    pub client: reqwest::Client,
+    pub store: Store,
+    pub data_dir: PathBuf,
+}
+
+/// A signed-in staff member.
+#[derive(Clone, Debug)]
+pub struct Login {
+    pub access: String,
+    pub refresh: String,
+    pub user_id: String,
+    pub tenant_id: String,
+    pub email: String,
+}
+
+/// Extra flags for the server, such as tight login limits.
+pub async fn spawn_app_with(flags: &[&str]) -> TestApp {
+    let data_dir = std::env::temp_dir().join(format!("sbtest-{}", uuid::Uuid::new_v4()));
+    let mut argv: Vec<String> = vec![
+        "switchboard".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--data-dir".into(),
+        data_dir.display().to_string(),
+        "--login-limit-per-address".into(),
+        "1000".into(),
+    ];
+    if let Some(url) = switchboard::testing::postgres_url() {
+        argv.extend([
+            "--database-url".into(),
+            switchboard::testing::fresh_postgres_database(&url).await,
+        ]);
+    }
+    if let Some(url) = switchboard::testing::redis_url() {
+        argv.extend(["--redis-url".into(), url]);
+        argv.extend([
+            "--redis-key-prefix".into(),
+            format!("sbtest-{}", uuid::Uuid::new_v4().simple()),
+        ]);
+    }
+    argv.extend(flags.iter().map(|f| f.to_string()));
+    let settings =
+        Settings::from_args(Args::parse_from(argv).settings).expect("test settings are valid");
+    let app = Application::build(settings).await.expect("the app builds");
+    let base = format!("http://{}", app.local_addr());
+    let store = app.store();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    TestApp {
+        base,
+        client: reqwest::Client::new(),
+        store,
+        data_dir,
+    }
+}
+
+/// A server with default test settings.
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(&[]).await
+}
+
+impl TestApp {
+    /// Sends a request with an optional bearer token and JSON body; returns status and body
+    /// (JSON, or `null` when empty).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = self.client.request(method, format!("{}{path}", self.base));
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("the server answers");
+        let status = res.status();
+        let bytes = res.bytes().await.expect("a body");
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()))
+        };
+        (status, value)
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+        self.call(Method::PATCH, path, Some(token), Some(body))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
+        self.call(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Registers a new tenant with a unique owner email and returns the owner's login.
+    pub async fn register(&self, tenant: &str) -> Login {
+        let email = format!(
+            "owner-{}@{}.example",
+            uuid::Uuid::new_v4().simple(),
+            tenant.to_lowercase().replace(' ', "-")
+        );
+        let (status, body) = self
+            .post(
+                "/v1/auth/register",
+                None,
+                json!({"tenant_name": tenant, "name": "Owner", "email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        login_of(&body)
+    }
+
+    /// Signs in with email and password.
+    pub async fn login(&self, email: &str, password: &str) -> (StatusCode, Value) {
+        self.post(
+            "/v1/auth/login",
+            None,
+            json!({"email": email, "password": password}),
+        )
+        .await
+    }
+
+    /// Invites a user with `role` into the tenant of `admin` and signs them in, returning
+    /// their login.
+    pub async fn add_user(&self, admin: &Login, role: &str) -> Login {
+        let email = format!("{role}-{}@staff.example", uuid::Uuid::new_v4().simple());
+        let (status, body) = self
+            .post(
+                "/v1/users",
+                Some(&admin.access),
+                json!({"email": email, "name": role, "role": role}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let token = self.last_token(&admin.tenant_id, "user.invited").await;
+        let (status, body) = self
+            .post(
+                "/v1/auth/password-reset/confirm",
+                None,
+                json!({"token": token, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        login_of(&body)
+    }
+
+    /// The token in the newest outbox event of this type: what the webhook would deliver.
+    pub async fn last_token(&self, tenant_id: &str, event_type: &str) -> String {
+        let events = self
+            .store
+            .outbox_events(tenant_id.parse().unwrap(), event_type)
+            .await
+            .expect("read the outbox");
+        events.last().expect("an outbox event")["token"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    /// Creates an agent in the tenant of `admin`; returns its id.
+    pub async fn create_agent(&self, admin: &Login, name: &str) -> String {
+        let (status, body) = self
+            .post("/v1/agents", Some(&admin.access), json!({"name": name}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// Adds a number answered by `agent`; returns its id.
+    pub async fn create_number(&self, admin: &Login, number: &str, agent: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/v1/phone-numbers",
+                Some(&admin.access),
+                json!({"number": number, "agent_id": agent}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        body["id"].as_str().unwrap().to_owned()
+    }
+}
+
+/// A valid password for test accounts.
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A phone number no other test uses, so tests can share a PostgreSQL server.
+pub fn unique_number() -> String {
+    let n = uuid::Uuid::new_v4().as_u128() % 10_000_000_000;
+    format!("+1{n:010}")
+}
+
+fn login_of(session: &Value) -> Login {
+    Login {
+        access: session["access_token"]
+            .as_str()
+            .expect("access token")
+            .to_owned(),
+        refresh: session["refresh_token"]
+            .as_str()
+            .expect("refresh token")
+            .to_owned(),
+        user_id: session["user"]["id"].as_str().unwrap().to_owned(),
+        tenant_id: session["user"]["tenant_id"].as_str().unwrap().to_owned(),
+        email: session["user"]["email"].as_str().unwrap().to_owned(),
+    }
+}
+
+/// Asserts a problem+json error with this status; returns its body.
+pub fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode) -> Value {
+    assert_eq!(status, expected, "{body}");
+    assert_eq!(body["status"], expected.as_u16(), "{body}");
+    assert!(
+        body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+        "{body}"
+    );
+    body.clone()
+}

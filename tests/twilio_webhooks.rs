@@ -1,0 +1,257 @@
+//! Twilio's voice webhook over real HTTP: only requests signed with the auth token for this
+//! server's public URL are taken, calls are routed by the dialled number, and the caller
+//! always hears a polite TwiML answer.
+
+mod common;
+
+use common::{assert_problem, spawn_app_with, unique_number};
+use reqwest::{header, StatusCode};
+use secrecy::SecretString;
+use switchboard::twilio::signature::{sign, SIGNATURE_HEADER};
+
+const TOKEN: &str = "twilio-test-auth-token";
+const PUBLIC: &str = "https://voice.example.com";
+
+fn voice_params(to: &str) -> Vec<(String, String)> {
+    [
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", "CA0123456789abcdef0123456789abcdef"),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", "+14155550100"),
+        ("To", to),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+async fn post_voice(
+    app: &common::TestApp,
+    params: &[(String, String)],
+    signature: Option<String>,
+) -> (StatusCode, String, String) {
+    let mut req = app
+        .client
+        .post(format!("{}/twilio/voice", app.base))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(params).unwrap());
+    if let Some(signature) = signature {
+        req = req.header(SIGNATURE_HEADER, signature);
+    }
+    let res = req.send().await.unwrap();
+    let status = res.status();
+    let content_type = res
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default();
+    (status, content_type, res.text().await.unwrap())
+}
+
+fn signed(url: &str, params: &[(String, String)]) -> Option<String> {
+    Some(sign(&SecretString::from(TOKEN.to_owned()), url, params))
+}
+
+async fn app() -> common::TestApp {
+    spawn_app_with(&["--twilio-auth-token", TOKEN, "--public-url", PUBLIC]).await
+}
+
+#[tokio::test]
+async fn unsigned_forged_and_replayed_voice_webhooks_are_refused() {
+    let app = app().await;
+    let params = voice_params("+14155550199");
+    let url = format!("{PUBLIC}/twilio/voice");
+
+    let (status, content_type, body) = post_voice(&app, &params, None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(content_type, "application/problem+json");
+
+    let forged = Some(sign(
+        &SecretString::from("another-token".to_owned()),
+        &url,
+        &params,
+    ));
+    assert_eq!(
+        post_voice(&app, &params, forged).await.0,
+        StatusCode::FORBIDDEN
+    );
+
+    let elsewhere = signed("https://other.example.com/twilio/voice", &params);
+    assert_eq!(
+        post_voice(&app, &params, elsewhere).await.0,
+        StatusCode::FORBIDDEN,
+        "signed for another URL"
+    );
+
+    let mut tampered = params.clone();
+    let signature = signed(&url, &params);
+    tampered[5].1 = "+19995550000".to_owned();
+    assert_eq!(
+        post_voice(&app, &tampered, signature).await.0,
+        StatusCode::FORBIDDEN,
+        "a changed parameter"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_call_to_an_unknown_number_hears_it_is_not_in_service() {
+    let app = app().await;
+    let params = voice_params(&unique_number());
+    let (status, content_type, body) = post_voice(
+        &app,
+        &params,
+        signed(&format!("{PUBLIC}/twilio/voice"), &params),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(content_type, "text/xml");
+    assert_eq!(
+        body,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Say>Sorry, the number you called is not in service. Goodbye.</Say><Hangup /></Response>"
+    );
+}
+
+#[tokio::test]
+async fn a_signed_call_to_a_tenants_number_is_routed_and_answered_politely() {
+    let app = app().await;
+    let owner = app.register("Acme").await;
+    let agent = app.create_agent(&owner, "Front desk").await;
+    let number = unique_number();
+    app.create_number(&owner, &number, &agent).await;
+
+    let params = voice_params(&number);
+    let (status, _, body) = post_voice(
+        &app,
+        &params,
+        signed(&format!("{PUBLIC}/twilio/voice"), &params),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body.contains("<Say>Thanks for calling.") && body.ends_with("<Hangup /></Response>"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn without_an_auth_token_twilio_webhooks_are_unavailable() {
+    let app = spawn_app_with(&["--public-url", PUBLIC]).await;
+    let params = voice_params("+14155550199");
+    let (status, _, body) = post_voice(
+        &app,
+        &params,
+        signed(&format!("{PUBLIC}/twilio/voice"), &params),
+    )
+    .await;
+    let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let problem = assert_problem(status, &body, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        problem["detail"]
+            .as_str()
+            .unwrap()
+            .contains("TWILIO_AUTH_TOKEN"),
+        "{problem}"
+    );
+}
+
+async fn post_status(
+    app: &common::TestApp,
+    params: &[(&str, &str)],
+    sign_it: bool,
+) -> (StatusCode, String) {
+    let params: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    let mut req = app
+        .client
+        .post(format!("{}/twilio/voice/status", app.base))
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(serde_urlencoded::to_string(&params).unwrap());
+    if sign_it {
+        req = req.header(
+            SIGNATURE_HEADER,
+            signed(&format!("{PUBLIC}/twilio/voice/status"), &params).unwrap(),
+        );
+    }
+    let res = req.send().await.unwrap();
+    (res.status(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn status_callbacks_record_the_end_and_duration_of_a_call() {
+    let app = app().await;
+    let owner = app.register("Acme").await;
+    let agent = app.create_agent(&owner, "Front desk").await;
+    let number = unique_number();
+    let number_id = app.create_number(&owner, &number, &agent).await;
+    let tenant = owner.tenant_id.parse().unwrap();
+    let call_id = actors::domain::CallId::new();
+    let call_sid = format!("CA{}", uuid::Uuid::new_v4().simple());
+    app.store
+        .create_call(
+            tenant,
+            &switchboard::store::NewCall {
+                id: call_id,
+                call_sid: call_sid.clone(),
+                agent: agent.parse().unwrap(),
+                phone_number: number_id.parse().unwrap(),
+                direction: switchboard::store::Direction::Inbound,
+                from: "+14155550100".to_owned(),
+                to: actors::domain::E164::parse(&number).unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+
+    let unsigned = post_status(
+        &app,
+        &[("CallSid", &call_sid), ("CallStatus", "completed")],
+        false,
+    )
+    .await;
+    assert_eq!(unsigned.0, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.store.call_record(tenant, call_id).await.unwrap().status,
+        "ringing",
+        "nothing changed"
+    );
+
+    let bad = post_status(
+        &app,
+        &[("CallSid", &call_sid), ("CallStatus", "exploded")],
+        true,
+    )
+    .await;
+    assert_eq!(bad.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.1);
+
+    let done = post_status(
+        &app,
+        &[
+            ("CallSid", &call_sid),
+            ("CallStatus", "completed"),
+            ("CallDuration", "42"),
+            ("SequenceNumber", "3"),
+        ],
+        true,
+    )
+    .await;
+    assert_eq!(done.0, StatusCode::NO_CONTENT, "{}", done.1);
+    let record = app.store.call_record(tenant, call_id).await.unwrap();
+    assert_eq!(record.status, "completed");
+    assert_eq!(record.duration_ms, Some(42_000));
+
+    let unknown = post_status(
+        &app,
+        &[("CallSid", "CAunknown"), ("CallStatus", "completed")],
+        true,
+    )
+    .await;
+    assert_eq!(
+        unknown.0,
+        StatusCode::NO_CONTENT,
+        "Twilio is not made to retry"
+    );
+}
