@@ -10,9 +10,13 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::auth::{JwtKeys, RateLimiter};
+use crate::calls::CallService;
 use crate::http::{self, AppState};
 use crate::settings::Settings;
 use crate::store::Store;
+
+/// How long shutdown waits for live calls to end before cutting them off.
+const CALL_DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A built server, bound and ready to serve.
 pub struct Application {
@@ -38,7 +42,12 @@ impl Application {
             .await
             .with_context(|| format!("listening on {} (SWITCHBOARD_LISTEN)", settings.listen))?;
         let public_url = settings.public_url_or(listener.local_addr()?).into();
+        let calls = CallService::start(&settings, &store).await?;
+        if calls.is_none() {
+            tracing::warn!("OPENAI_API_KEY and ELEVENLABS_API_KEY are unset: calls are answered with \"not set up yet\"");
+        }
         let state = AppState {
+            calls,
             store,
             jwt: JwtKeys::new(&settings.jwt_secret),
             limiter: Arc::new(limiter),
@@ -68,10 +77,14 @@ impl Application {
         let addr = self.local_addr();
         tracing::info!(%addr, public_url = %self.state.public_url, "switchboard is serving");
         let store = self.state.store.clone();
+        let calls = self.state.calls.clone();
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        if let Some(calls) = calls {
+            calls.shut_down(CALL_DRAIN_DEADLINE).await;
+        }
         store.close().await;
         served
     }

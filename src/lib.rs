@@ -3,18 +3,21 @@
 //! This crate is the server: command line, settings, the HTTP API and the adapters that
 //! implement the engine's ports (the SQL store, OpenAI and ElevenLabs in `providers`, the
 //! Twilio wire layer in `twilio`; Redis events and Qdrant follow), plus the provider emulator,
-//! a test double of OpenAI and ElevenLabs. The engine lives in the `actors` and `supervisors`
-//! crates.
+//! a test double of OpenAI and ElevenLabs, and the call simulator (`simulator`), a test double
+//! of Twilio. The engine lives in the `actors` and `supervisors` crates.
 //! `main.rs` only parses the command line and calls into here, so tests build the server
 //! exactly as production does.
 
 pub mod app;
 pub mod auth;
+pub mod calls;
 pub mod cli;
+pub mod demo;
 pub mod emulator;
 pub mod http;
 pub mod providers;
 pub mod settings;
+pub mod simulator;
 pub mod store;
 pub mod telemetry;
 pub mod testing;

@@ -1,11 +1,12 @@
 //! The `switchboard` binary: parse the command line, check settings, start logging, run.
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 use switchboard::app::Application;
-use switchboard::cli::{Cli, Command};
+use switchboard::cli::{CallArgs, Cli, Command};
 use switchboard::emulator::{Emulator, EmulatorScript};
 use switchboard::settings::Settings;
 use switchboard::store::Store;
@@ -20,7 +21,11 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    switchboard::telemetry::init(settings.log_format);
+    let default_filter = match cli.command {
+        Command::Demo { .. } | Command::Call(_) => switchboard::telemetry::REPORT_LOG_FILTER,
+        _ => switchboard::telemetry::SERVER_LOG_FILTER,
+    };
+    switchboard::telemetry::init(settings.log_format, default_filter);
     let result = match cli.command {
         Command::Serve => serve(settings).await,
         Command::Migrate => Store::open(&settings.database_url, settings.database_kind)
@@ -31,6 +36,10 @@ async fn main() -> ExitCode {
             emulator_listen,
             script,
         } => emulate(emulator_listen, script).await,
+        Command::Call(args) => return call(&args, &settings).await,
+        Command::Demo { keep } => {
+            switchboard::demo::run(settings, keep, &mut std::io::stdout()).await
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -69,6 +78,26 @@ async fn emulate(
     shutdown_signal().await;
     emulator.stop().await;
     Ok(())
+}
+
+/// `switchboard call`: runs the simulated call and prints its report on stdout; errors go to
+/// stderr with exit code 2 for bad input and 1 for a failed call.
+async fn call(args: &CallArgs, settings: &Settings) -> ExitCode {
+    match switchboard::simulator::command::run(args, settings.twilio_auth_token.as_ref()).await {
+        Ok(report) => {
+            // Written rather than `println!`ed: a closed pipe (`| head`) is an error, not a
+            // panic.
+            let mut stdout = std::io::stdout().lock();
+            match writeln!(stdout, "{}", report.trim_end()).and_then(|()| stdout.flush()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(_) => ExitCode::FAILURE,
+            }
+        }
+        Err(e) => {
+            eprintln!("switchboard call: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

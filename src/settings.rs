@@ -86,6 +86,71 @@ pub struct SettingsArgs {
     /// webhook is refused, since an unverified webhook could be forged by anyone.
     #[arg(long, env = "TWILIO_AUTH_TOKEN", hide_env_values = true, global = true)]
     pub twilio_auth_token: Option<String>,
+    /// Twilio account SID (`AC…`): with the auth token it lets the server hang up, transfer,
+    /// place outbound calls and send texts through Twilio's REST API.
+    #[arg(long, env = "TWILIO_ACCOUNT_SID", global = true)]
+    pub twilio_account_sid: Option<String>,
+    /// Twilio REST API root; point it at a local server in tests.
+    #[arg(
+        long,
+        env = "TWILIO_API_BASE",
+        default_value = "https://api.twilio.com",
+        global = true
+    )]
+    pub twilio_api_base: String,
+    /// OpenAI API key: speech-to-text, the agents' language model and embeddings.
+    #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true, global = true)]
+    pub openai_api_key: Option<String>,
+    /// OpenAI API root including `/v1`; any OpenAI-compatible server (vLLM, Ollama,
+    /// llama.cpp, the provider emulator) works.
+    #[arg(
+        long,
+        env = "OPENAI_BASE_URL",
+        default_value = "https://api.openai.com/v1",
+        global = true
+    )]
+    pub openai_base_url: String,
+    /// OpenAI transcription model for callers' speech.
+    #[arg(
+        long,
+        env = "OPENAI_STT_MODEL",
+        default_value = "gpt-4o-mini-transcribe",
+        global = true
+    )]
+    pub openai_stt_model: String,
+    /// ElevenLabs API key: the agents' voices.
+    #[arg(
+        long,
+        env = "ELEVENLABS_API_KEY",
+        hide_env_values = true,
+        global = true
+    )]
+    pub elevenlabs_api_key: Option<String>,
+    /// ElevenLabs API root; the provider emulator in demos and tests.
+    #[arg(
+        long,
+        env = "ELEVENLABS_BASE_URL",
+        default_value = "https://api.elevenlabs.io",
+        global = true
+    )]
+    pub elevenlabs_base_url: String,
+    /// ElevenLabs model: `eleven_flash_v2_5` answers fastest.
+    #[arg(
+        long,
+        env = "ELEVENLABS_MODEL",
+        default_value = "eleven_flash_v2_5",
+        global = true
+    )]
+    pub elevenlabs_model: String,
+    /// Longest wait, in milliseconds, for a provider to start answering (and the longest
+    /// silence within a streamed answer) before the turn is given up with an apology.
+    #[arg(
+        long,
+        env = "PROVIDER_TIMEOUT_MS",
+        default_value = "8000",
+        global = true
+    )]
+    pub provider_timeout_ms: String,
     /// Login attempts allowed per email address per minute.
     #[arg(
         long,
@@ -163,10 +228,44 @@ pub struct Settings {
     pub log_format: LogFormat,
     /// Twilio auth token, when Twilio is configured.
     pub twilio_auth_token: Option<SecretString>,
+    /// Twilio's REST API, when both the account SID and the auth token are set.
+    pub twilio_rest: Option<TwilioRest>,
+    /// The speech and language providers, when their keys are set: without them the server
+    /// answers calls with a polite "not set up yet".
+    pub voice: Option<VoiceProviders>,
     /// Login attempts per email per minute.
     pub login_limit_per_email: u32,
     /// Login attempts per client address per minute.
     pub login_limit_per_address: u32,
+}
+
+/// Where and as whom the server calls Twilio's REST API.
+#[derive(Debug, Clone)]
+pub struct TwilioRest {
+    /// `AC…`.
+    pub account_sid: String,
+    /// API root (`https://api.twilio.com` in production).
+    pub api_base: String,
+}
+
+/// The providers a phone call needs: OpenAI for hearing and thinking, ElevenLabs for
+/// speaking.
+#[derive(Debug, Clone)]
+pub struct VoiceProviders {
+    /// OpenAI API key.
+    pub openai_api_key: SecretString,
+    /// OpenAI API root including `/v1`.
+    pub openai_base_url: String,
+    /// Transcription model.
+    pub openai_stt_model: String,
+    /// ElevenLabs API key.
+    pub elevenlabs_api_key: SecretString,
+    /// ElevenLabs API root.
+    pub elevenlabs_base_url: String,
+    /// ElevenLabs model.
+    pub elevenlabs_model: String,
+    /// Longest wait for a provider to start answering, or to go on once it has.
+    pub timeout: Duration,
 }
 
 /// A setting that cannot be used, naming the variable (and its flag) and the problem.
@@ -245,6 +344,56 @@ impl Settings {
                 "must be a non-empty word without spaces",
             ));
         }
+        let twilio_auth_token = non_empty(args.twilio_auth_token).map(SecretString::from);
+        let twilio_rest = match (non_empty(args.twilio_account_sid), &twilio_auth_token) {
+            (Some(sid), Some(_)) => Some(TwilioRest {
+                account_sid: sid,
+                api_base: http_url("TWILIO_API_BASE (--twilio-api-base)", &args.twilio_api_base)?,
+            }),
+            (Some(_), None) => {
+                return Err(bad(
+                    "TWILIO_AUTH_TOKEN (--twilio-auth-token)",
+                    "must be set when TWILIO_ACCOUNT_SID is",
+                ))
+            }
+            (None, _) => None,
+        };
+        let voice = match (
+            non_empty(args.openai_api_key),
+            non_empty(args.elevenlabs_api_key),
+        ) {
+            (Some(openai), Some(elevenlabs)) => Some(VoiceProviders {
+                openai_api_key: openai.into(),
+                openai_base_url: http_url(
+                    "OPENAI_BASE_URL (--openai-base-url)",
+                    &args.openai_base_url,
+                )?,
+                openai_stt_model: args.openai_stt_model,
+                elevenlabs_api_key: elevenlabs.into(),
+                elevenlabs_base_url: http_url(
+                    "ELEVENLABS_BASE_URL (--elevenlabs-base-url)",
+                    &args.elevenlabs_base_url,
+                )?,
+                elevenlabs_model: args.elevenlabs_model,
+                timeout: Duration::from_millis(positive(
+                    "PROVIDER_TIMEOUT_MS (--provider-timeout-ms)",
+                    &args.provider_timeout_ms,
+                )?),
+            }),
+            (Some(_), None) => {
+                return Err(bad(
+                    "ELEVENLABS_API_KEY (--elevenlabs-api-key)",
+                    "must be set when OPENAI_API_KEY is: calls need a voice",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(bad(
+                    "OPENAI_API_KEY (--openai-api-key)",
+                    "must be set when ELEVENLABS_API_KEY is: calls need to hear and think",
+                ))
+            }
+            (None, None) => None,
+        };
         Ok(Self {
             listen,
             data_dir: args.data_dir,
@@ -273,10 +422,9 @@ impl Settings {
                     ))
                 }
             },
-            twilio_auth_token: args
-                .twilio_auth_token
-                .filter(|t| !t.trim().is_empty())
-                .map(SecretString::from),
+            twilio_auth_token,
+            twilio_rest,
+            voice,
             login_limit_per_email: positive(
                 "LOGIN_LIMIT_PER_EMAIL (--login-limit-per-email)",
                 &args.login_limit_per_email,
@@ -298,6 +446,27 @@ impl Settings {
     /// The database URL with any password replaced, for start-up logs.
     pub fn database_url_for_logs(&self) -> String {
         redact_password(self.database_url.expose_secret())
+    }
+}
+
+fn non_empty(value: Option<String>) -> Option<String> {
+    value.filter(|v| !v.trim().is_empty())
+}
+
+/// An `http(s)://` URL without a query, with any trailing slash removed.
+fn http_url(variable: &'static str, raw: &str) -> Result<String, SettingsError> {
+    match reqwest::Url::parse(raw) {
+        Ok(url)
+            if matches!(url.scheme(), "http" | "https")
+                && url.has_host()
+                && url.query().is_none() =>
+        {
+            Ok(raw.trim_end_matches('/').to_owned())
+        }
+        _ => Err(bad(
+            variable,
+            format!("`{raw}` is not an http(s) URL without a query"),
+        )),
     }
 }
 
@@ -471,6 +640,20 @@ mod tests {
                 &["--cors-allowed-origins", "not an origin"],
                 "CORS_ALLOWED_ORIGINS",
             ),
+            (&["--openai-api-key", "sk-1"], "ELEVENLABS_API_KEY"),
+            (&["--elevenlabs-api-key", "xi-1"], "OPENAI_API_KEY"),
+            (
+                &[
+                    "--openai-api-key",
+                    "sk-1",
+                    "--elevenlabs-api-key",
+                    "xi-1",
+                    "--openai-base-url",
+                    "localhost:9090",
+                ],
+                "OPENAI_BASE_URL",
+            ),
+            (&["--twilio-account-sid", "AC1"], "TWILIO_AUTH_TOKEN"),
         ];
         for (flags, variable) in cases {
             let err = Settings::from_args(args(&dir, flags)).unwrap_err();
@@ -491,6 +674,10 @@ mod tests {
                 "a-very-long-secret-that-must-not-leak-000",
                 "--database-url",
                 "postgres://app:hunter2hunter2@db/sb",
+                "--openai-api-key",
+                "sk-openai-must-not-leak",
+                "--elevenlabs-api-key",
+                "xi-eleven-must-not-leak",
             ],
         ))
         .unwrap();

@@ -198,3 +198,33 @@ fn emulate_serves_the_openai_wire_format_until_sigterm() {
         text(&out)
     );
 }
+
+#[test]
+fn demo_runs_a_whole_call_and_prints_its_transcript_and_latencies() {
+    let dir = temp_dir();
+    let output = switchboard(&dir)
+        .arg("demo")
+        .output()
+        .expect("the demo runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", text(&output));
+    for expected in [
+        "agent   Thanks for calling Demo Motors, how can I help?",
+        "caller  Hi, I'd like to book a test drive of the new Civic.",
+        "[cut off by the caller]",
+        "caller  Sorry to cut in, do you have it in blue?",
+        "agent   You're booked for Saturday at ten. See you then, goodbye!",
+        "Summary (positive):",
+        "voice-to-voice",
+    ] {
+        assert!(stdout.contains(expected), "no `{expected}` in:\n{stdout}");
+    }
+    let rows = stdout
+        .lines()
+        .filter(|l| {
+            let cells: Vec<&str> = l.split_whitespace().collect();
+            cells.len() == 9 && cells.iter().all(|c| c.parse::<u32>().is_ok())
+        })
+        .count();
+    assert_eq!(rows, 3, "one latency row per caller turn:\n{stdout}");
+}

@@ -105,6 +105,10 @@ fn routes() -> Vec<Route> {
             Some(json!({"label": "Hijacked"}))
         }),
         r(Method::DELETE, "/v1/phone-numbers/{id}", ById, true, none),
+        r(Method::POST, "/v1/calls", ById, false, |ids| {
+            Some(json!({"to": "+14155550123", "agent_id": ids.agent}))
+        }),
+        r(Method::GET, "/twilio/media", Public, false, none),
     ]
 }
 

@@ -2,128 +2,21 @@
 //! wire (method, path, Basic auth, `Accept`, form fields with repeated keys) and how Twilio's
 //! answers, errors included, come back.
 
-use std::sync::{Arc, Mutex};
+mod common;
+
 use std::time::Duration;
 
 use actors::domain::E164;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use axum::Router;
+use axum::http::{Method, StatusCode};
 use base64::Engine;
+use common::fake_twilio::{FakeTwilio, Seen, ACCOUNT, TOKEN};
 use secrecy::SecretString;
 use switchboard::twilio::rest::{
     CallEvent, CallStatus, HangUp, MessageStatus, StatusCallback, TwilioClient, TwilioError,
 };
 use switchboard::twilio::twiml::{Connect, Dial, Stream, VoiceResponse};
 
-const ACCOUNT: &str = "AC0123456789abcdef0123456789abcdef";
-const TOKEN: &str = "test-auth-token-do-not-leak";
 const CALL: &str = "CA1f0123456789abcdef0123456789abcd";
-
-/// One request as the fake Twilio saw it.
-#[derive(Debug, Clone)]
-struct Seen {
-    method: Method,
-    path: String,
-    headers: HeaderMap,
-    body: String,
-    form: Vec<(String, String)>,
-}
-
-impl Seen {
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-    }
-
-    fn fields(&self) -> Vec<(&str, &str)> {
-        self.form
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect()
-    }
-}
-
-type Reply = Arc<dyn Fn(&Seen) -> (StatusCode, String) + Send + Sync>;
-
-#[derive(Clone)]
-struct Fake {
-    seen: Arc<Mutex<Vec<Seen>>>,
-    reply: Reply,
-    delay: Duration,
-}
-
-/// A stand-in for api.twilio.com on 127.0.0.1:0 that records every request and answers
-/// with `reply`, after `delay`.
-struct FakeTwilio {
-    base_url: String,
-    seen: Arc<Mutex<Vec<Seen>>>,
-}
-
-impl FakeTwilio {
-    async fn start(
-        delay: Duration,
-        reply: impl Fn(&Seen) -> (StatusCode, String) + Send + Sync + 'static,
-    ) -> Self {
-        let fake = Fake {
-            seen: Arc::default(),
-            reply: Arc::new(reply),
-            delay,
-        };
-        let seen = fake.seen.clone();
-        let app = Router::new().fallback(record).with_state(fake);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self {
-            base_url: format!("http://{addr}"),
-            seen,
-        }
-    }
-
-    async fn answering(status: StatusCode, body: &'static str) -> Self {
-        Self::start(Duration::ZERO, move |_| (status, body.to_owned())).await
-    }
-
-    fn client(&self) -> TwilioClient {
-        TwilioClient::with_options(
-            ACCOUNT,
-            SecretString::from(TOKEN),
-            &self.base_url,
-            Duration::from_secs(5),
-        )
-        .unwrap()
-    }
-
-    fn only_request(&self) -> Seen {
-        let seen = self.seen.lock().unwrap();
-        assert_eq!(seen.len(), 1, "expected exactly one request: {seen:#?}");
-        seen[0].clone()
-    }
-}
-
-async fn record(
-    State(fake): State<Fake>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> (StatusCode, [(&'static str, &'static str); 1], String) {
-    let seen = Seen {
-        method,
-        path: uri.path().to_owned(),
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        form: serde_urlencoded::from_bytes(&body).unwrap_or_default(),
-    };
-    let (status, reply) = (fake.reply)(&seen);
-    fake.seen.lock().unwrap().push(seen);
-    tokio::time::sleep(fake.delay).await;
-    (status, [("content-type", "application/json")], reply)
-}
 
 fn e164(s: &str) -> E164 {
     E164::parse(s).unwrap()

@@ -4,27 +4,15 @@
 
 mod common;
 
-use common::{assert_problem, spawn_app_with, unique_number};
+use common::{assert_problem, spawn_app_with, unique_number, TWILIO_TOKEN as TOKEN};
 use reqwest::{header, StatusCode};
 use secrecy::SecretString;
 use switchboard::twilio::signature::{sign, SIGNATURE_HEADER};
 
-const TOKEN: &str = "twilio-test-auth-token";
 const PUBLIC: &str = "https://voice.example.com";
 
 fn voice_params(to: &str) -> Vec<(String, String)> {
-    [
-        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
-        ("ApiVersion", "2010-04-01"),
-        ("CallSid", "CA0123456789abcdef0123456789abcdef"),
-        ("CallStatus", "ringing"),
-        ("Direction", "inbound"),
-        ("From", "+14155550100"),
-        ("To", to),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    common::voice_params("CA0123456789abcdef0123456789abcdef", "+14155550100", to)
 }
 
 async fn post_voice(
@@ -32,26 +20,11 @@ async fn post_voice(
     params: &[(String, String)],
     signature: Option<String>,
 ) -> (StatusCode, String, String) {
-    let mut req = app
-        .client
-        .post(format!("{}/twilio/voice", app.base))
-        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(serde_urlencoded::to_string(params).unwrap());
-    if let Some(signature) = signature {
-        req = req.header(SIGNATURE_HEADER, signature);
-    }
-    let res = req.send().await.unwrap();
-    let status = res.status();
-    let content_type = res
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .map(|v| v.to_str().unwrap().to_owned())
-        .unwrap_or_default();
-    (status, content_type, res.text().await.unwrap())
+    app.post_voice(params, signature).await
 }
 
 fn signed(url: &str, params: &[(String, String)]) -> Option<String> {
-    Some(sign(&SecretString::from(TOKEN.to_owned()), url, params))
+    Some(common::twilio_signature(url, params))
 }
 
 async fn app() -> common::TestApp {

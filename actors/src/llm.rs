@@ -1,6 +1,6 @@
 //! `LlmActor`: one per call. Streams a reply from the language-model port in a task of its
-//! own, hands complete sentences to the call as they form, and reports tool calls and the end
-//! of the reply. A new `Generate` or a `Cancel` drops the running stream, which cancels it.
+//! own, hands complete sentences to the call as they form, and reports tool calls, token
+//! usage and the end of the reply. A new `Generate` or a `Cancel` drops the running stream, which cancels it.
 
 use std::sync::Arc;
 
@@ -35,6 +35,16 @@ pub enum LlmReport {
         text: String,
         /// The calls.
         calls: Vec<ToolCall>,
+    },
+    /// What the generation cost, as the provider counted it; reported whatever became of
+    /// the turn, since a cancelled reply was paid for too.
+    Usage {
+        /// The turn.
+        turn: u64,
+        /// Tokens read.
+        prompt_tokens: u32,
+        /// Tokens written.
+        completion_tokens: u32,
     },
     /// The reply is complete.
     Done {
@@ -167,8 +177,14 @@ async fn generate(
                 }
             }
             Ok(LlmDelta::ToolCall(call)) => calls.push(call),
-            // Token usage is recorded by the usage issue; the call does not need it.
-            Ok(LlmDelta::Usage { .. }) => {}
+            Ok(LlmDelta::Usage {
+                prompt_tokens,
+                completion_tokens,
+            }) => report(LlmReport::Usage {
+                turn,
+                prompt_tokens,
+                completion_tokens,
+            }),
             Err(error) => return report(LlmReport::Failed { turn, error }),
         }
     }

@@ -310,6 +310,9 @@ pub struct StageTimings {
     pub stt_ms: Option<u32>,
     /// Final transcript to the model's first token.
     pub llm_first_token_ms: Option<u32>,
+    /// Final transcript to the first complete sentence, which is what speech waits for
+    /// (tool rounds included).
+    pub llm_first_sentence_ms: Option<u32>,
     /// First sentence sent to TTS to its first audio.
     pub tts_first_byte_ms: Option<u32>,
     /// End of speech to the first audio sent to the caller.
@@ -342,6 +345,72 @@ pub enum CallOutcome {
     Failed(String),
 }
 
+/// What a call consumed, in the units the providers bill by, so quotas and invoices can be
+/// computed from the runtime's own count rather than from each vendor's.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallUsage {
+    /// From answer to hang-up.
+    pub call_ms: u64,
+    /// Caller audio sent to speech-to-text (20 ms a frame).
+    pub stt_ms: u64,
+    /// Prompt plus completion tokens of every generation: replies, tool rounds, the analysis.
+    pub llm_tokens: u64,
+    /// Characters sent to text-to-speech.
+    pub tts_characters: u64,
+}
+
+impl CallUsage {
+    /// Nothing was consumed: there is nothing worth recording.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// How the customer came across on a call, as the post-call analysis judged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Sentiment {
+    /// Pleased, helped.
+    Positive,
+    /// Neither.
+    Neutral,
+    /// Unhappy, frustrated, angry.
+    Negative,
+}
+
+impl Sentiment {
+    /// The stored and published name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Positive => "positive",
+            Self::Neutral => "neutral",
+            Self::Negative => "negative",
+        }
+    }
+
+    /// Reads a name, forgiving case and surrounding space (model output is loose).
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw.trim().to_ascii_lowercase().as_str() {
+            "positive" => Some(Self::Positive),
+            "neutral" => Some(Self::Neutral),
+            "negative" => Some(Self::Negative),
+            _ => None,
+        }
+    }
+}
+
+/// What the agent's model made of a finished call: what staff read instead of the
+/// transcript, and the fields the agent was configured to extract.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallAnalysis {
+    /// A few sentences: who called, what they wanted, what was agreed.
+    pub summary: String,
+    /// How the customer came across.
+    pub sentiment: Sentiment,
+    /// Data following the agent's extraction schema (empty when it has none).
+    pub extracted: serde_json::Map<String, serde_json::Value>,
+}
+
 /// Where calls and their transcripts are recorded.
 #[async_trait]
 pub trait CallLog: Send + Sync + 'static {
@@ -351,6 +420,11 @@ pub trait CallLog: Send + Sync + 'static {
     async fn turn(&self, call: &CallInfo, turn: &TurnRecord) -> PortResult<()>;
     /// The call ended.
     async fn call_ended(&self, call: &CallInfo, outcome: &CallOutcome) -> PortResult<()>;
+    /// What the call consumed: sent once when it ends and once more for work done after it
+    /// (the analysis), so the quantities of every record of a call add up.
+    async fn usage(&self, call: &CallInfo, usage: &CallUsage) -> PortResult<()>;
+    /// The post-call analysis, once the model has written it.
+    async fn analysis(&self, call: &CallInfo, analysis: &CallAnalysis) -> PortResult<()>;
 }
 
 /// The channel a line of history arrived by.
@@ -460,6 +534,8 @@ pub struct AgentConfig {
     pub tools: Vec<Tool>,
     /// Where transfers and failed calls go.
     pub transfer_number: Option<E164>,
+    /// JSON Schema of what the post-call analysis extracts from a call (`{}`: nothing).
+    pub analysis_schema: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What a tenant's supervisor needs to admit and run calls.

@@ -1,7 +1,8 @@
 //! `SttActor`: one per call. Hears every 20 ms frame of the caller, finds utterances with
 //! the endpointer, feeds their audio (with the speech onset that came before the endpointer
 //! was sure) to the speech-to-text session, and tells the call when the caller starts
-//! talking over the agent, when they stop, and what they said.
+//! talking over the agent, when they stop (with how much audio went to the provider, for
+//! usage), and what they said.
 //!
 //! The per-frame work is decode, VAD and a hand-over to the session: no allocation and no
 //! waiting, so hundreds of calls share a core.
@@ -52,6 +53,9 @@ pub enum SttReport {
     SpeechEnded {
         /// The silence waited for, which is part of the voice-to-voice latency.
         trailing_ms: u32,
+        /// Audio of this utterance sent to speech-to-text, lead-in included: what the
+        /// provider bills.
+        audio_ms: u32,
     },
     /// A guess at the words so far.
     Partial(String),
@@ -88,6 +92,8 @@ pub struct SttState {
     pcm: PcmFrame,
     in_utterance: bool,
     barge_in_reported: bool,
+    /// Frames of the current utterance sent to the session, for usage.
+    fed_frames: u32,
     /// Forwards the session's events to the mailbox; aborted with the actor.
     _events: ActorTask,
 }
@@ -135,6 +141,7 @@ impl Actor for SttActor {
             pcm: [0; FRAME_SAMPLES],
             in_utterance: false,
             barge_in_reported: false,
+            fed_frames: 0,
             _events: events_task,
         })
     }
@@ -179,15 +186,21 @@ impl SttState {
                 for pcm in self.recent.iter().skip(self.recent.len() - back) {
                     self.feed.push(SttInput::Audio(*pcm))?;
                 }
+                self.fed_frames = back as u32;
             }
             Some(EndpointEvent::UtteranceEnded { .. }) => {
                 self.in_utterance = false;
                 self.feed.push(SttInput::UtteranceEnded)?;
+                let fed = std::mem::take(&mut self.fed_frames);
                 self.report(SttReport::SpeechEnded {
                     trailing_ms: self.settings.trailing_silence_ms,
+                    audio_ms: fed.saturating_mul(FRAME_MS as u32),
                 });
             }
-            None if self.in_utterance => self.feed.push(SttInput::Audio(self.pcm))?,
+            None if self.in_utterance => {
+                self.feed.push(SttInput::Audio(self.pcm))?;
+                self.fed_frames = self.fed_frames.saturating_add(1);
+            }
             None => {}
         }
         if self.endpointer.speech_ms() == 0 {

@@ -24,11 +24,11 @@ use crate::audio::FRAME_SAMPLES;
 use crate::conversation::apply_corrections;
 use crate::domain::{CallId, TenantId, E164};
 use crate::ports::{
-    AudioStream, CallInfo, CallLog, CallOutcome, ChatMessage, ConversationSnapshot,
-    ConversationStore, Embedder, HistoryEntry, KnowledgeChunk, KnowledgeHit, KnowledgeQuery,
-    LanguageModel, LlmDelta, LlmRequest, LlmStream, PortError, PortResult, SpeechToText, SttEvent,
-    SttFeed, SttInput, SttSession, Telephony, TenantConfig, TenantDirectory, TextToSpeech,
-    TtsRequest, TurnRecord, VectorStore,
+    AudioStream, CallAnalysis, CallInfo, CallLog, CallOutcome, CallUsage, ChatMessage,
+    ConversationSnapshot, ConversationStore, Embedder, HistoryEntry, KnowledgeChunk, KnowledgeHit,
+    KnowledgeQuery, LanguageModel, LlmDelta, LlmRequest, LlmStream, PortError, PortResult,
+    SpeechToText, SttEvent, SttFeed, SttInput, SttSession, Telephony, TenantConfig,
+    TenantDirectory, TextToSpeech, TtsRequest, TurnRecord, VectorStore,
 };
 
 /// Locks `m`, recovering the data if a panicking test poisoned it: a fake must not turn one
@@ -238,6 +238,12 @@ pub struct RecordedCall {
     pub outcome: Option<CallOutcome>,
     /// How many times an end was recorded: more than one is a bug in the caller.
     pub ends: u32,
+    /// Every usage record of the call, added up.
+    pub usage: CallUsage,
+    /// How many usage records were written.
+    pub usage_records: u32,
+    /// The post-call analysis, once recorded.
+    pub analysis: Option<CallAnalysis>,
 }
 
 /// A call log in memory, for assertions on what a call recorded. Like the SQL adapter (whose
@@ -247,8 +253,8 @@ pub struct RecordedCall {
 pub struct MemoryCallLog {
     /// Calls by id.
     calls: Mutex<HashMap<CallId, RecordedCall>>,
-    /// Woken whenever a call ends, for [`MemoryCallLog::wait_for_end`].
-    ended: Notify,
+    /// Woken whenever anything is recorded, for [`MemoryCallLog::wait_for`].
+    changed: Notify,
 }
 
 impl MemoryCallLog {
@@ -265,16 +271,48 @@ impl MemoryCallLog {
     /// Waits until `call` has ended, then returns its record. Waits forever for a call that
     /// never ends: wrap it in `tokio::time::timeout` where that is possible.
     pub async fn wait_for_end(&self, call: CallId) -> RecordedCall {
+        self.wait_for(call, |r| r.outcome.is_some()).await
+    }
+
+    /// Waits until the record of `call` satisfies `done` (say, its analysis arrived), then
+    /// returns it. Waits forever otherwise, like [`MemoryCallLog::wait_for_end`].
+    pub async fn wait_for(
+        &self,
+        call: CallId,
+        done: impl Fn(&RecordedCall) -> bool,
+    ) -> RecordedCall {
         loop {
-            // Registered before looking, so an end between the look and the wait still wakes.
-            let ended = self.ended.notified();
-            let mut ended = std::pin::pin!(ended);
-            ended.as_mut().enable();
-            if let Some(record) = self.call(call).filter(|r| r.outcome.is_some()) {
+            // Registered before looking, so a change between the look and the wait still wakes.
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            changed.as_mut().enable();
+            if let Some(record) = self.call(call).filter(|r| done(r)) {
                 return record;
             }
-            ended.await;
+            changed.await;
         }
+    }
+
+    /// Runs `f` on the record of a call that started; refuses one that never did, as the
+    /// SQL adapter (whose rows reference their call) would.
+    fn with_call(
+        &self,
+        call: &CallInfo,
+        what: &str,
+        f: impl FnOnce(&mut RecordedCall),
+    ) -> PortResult<()> {
+        let outcome = match lock(&self.calls).get_mut(&call.call_id) {
+            Some(recorded) => {
+                f(recorded);
+                Ok(())
+            }
+            None => Err(PortError::Refused(format!(
+                "{what} for call {} that never started",
+                call.call_id
+            ))),
+        };
+        self.changed.notify_waiters();
+        outcome
     }
 
     /// The ids of every call started so far (in no particular order).
@@ -293,37 +331,41 @@ impl CallLog for MemoryCallLog {
                 turns: Vec::new(),
                 outcome: None,
                 ends: 0,
+                usage: CallUsage::default(),
+                usage_records: 0,
+                analysis: None,
             },
         );
+        self.changed.notify_waiters();
         Ok(())
     }
 
     async fn turn(&self, call: &CallInfo, turn: &TurnRecord) -> PortResult<()> {
-        match lock(&self.calls).get_mut(&call.call_id) {
-            Some(recorded) => {
-                recorded.turns.push(turn.clone());
-                Ok(())
-            }
-            None => Err(PortError::Refused(format!(
-                "turn for call {} that never started",
-                call.call_id
-            ))),
-        }
+        self.with_call(call, "turn", |recorded| recorded.turns.push(turn.clone()))
     }
 
     async fn call_ended(&self, call: &CallInfo, outcome: &CallOutcome) -> PortResult<()> {
-        match lock(&self.calls).get_mut(&call.call_id) {
-            Some(recorded) => {
-                recorded.ends += 1;
-                recorded.outcome.get_or_insert_with(|| outcome.clone());
-                self.ended.notify_waiters();
-                Ok(())
-            }
-            None => Err(PortError::Refused(format!(
-                "end of call {} that never started",
-                call.call_id
-            ))),
-        }
+        self.with_call(call, "end", |recorded| {
+            recorded.ends += 1;
+            recorded.outcome.get_or_insert_with(|| outcome.clone());
+        })
+    }
+
+    async fn usage(&self, call: &CallInfo, usage: &CallUsage) -> PortResult<()> {
+        self.with_call(call, "usage", |recorded| {
+            let total = &mut recorded.usage;
+            total.call_ms += usage.call_ms;
+            total.stt_ms += usage.stt_ms;
+            total.llm_tokens += usage.llm_tokens;
+            total.tts_characters += usage.tts_characters;
+            recorded.usage_records += 1;
+        })
+    }
+
+    async fn analysis(&self, call: &CallInfo, analysis: &CallAnalysis) -> PortResult<()> {
+        self.with_call(call, "analysis", |recorded| {
+            recorded.analysis = Some(analysis.clone());
+        })
     }
 }
 
@@ -575,6 +617,47 @@ mod tests {
         assert_eq!(log.call(info.call_id), Some(recorded.clone()));
         assert_eq!(recorded.turns, vec![turn]);
         assert_eq!(recorded.outcome, Some(CallOutcome::Completed));
+    }
+
+    #[tokio::test]
+    async fn the_memory_call_log_adds_usage_up_and_keeps_the_analysis() {
+        let log = MemoryCallLog::new();
+        let info = CallInfo {
+            call_id: CallId::new(),
+            tenant: TenantId::new(),
+            agent: crate::domain::AgentId::new(),
+            customer: "+14155550100".into(),
+            business_number: crate::domain::E164::parse("+14155550199").unwrap(),
+        };
+        let usage = CallUsage {
+            call_ms: 1_000,
+            stt_ms: 400,
+            llm_tokens: 30,
+            tts_characters: 12,
+        };
+        assert!(log.usage(&info, &usage).await.is_err(), "unknown call");
+        log.call_started(&info).await.unwrap();
+        log.usage(&info, &usage).await.unwrap();
+        log.usage(
+            &info,
+            &CallUsage {
+                llm_tokens: 5,
+                ..CallUsage::default()
+            },
+        )
+        .await
+        .unwrap();
+        let analysis = CallAnalysis {
+            summary: "Asked about hours.".into(),
+            sentiment: crate::ports::Sentiment::Neutral,
+            extracted: serde_json::Map::new(),
+        };
+        log.analysis(&info, &analysis).await.unwrap();
+        let recorded = log.wait_for(info.call_id, |r| r.analysis.is_some()).await;
+        assert_eq!(recorded.usage.llm_tokens, 35);
+        assert_eq!(recorded.usage.call_ms, 1_000);
+        assert_eq!(recorded.usage_records, 2);
+        assert_eq!(recorded.analysis, Some(analysis));
     }
 }
 

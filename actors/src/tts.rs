@@ -1,7 +1,8 @@
 //! `TtsActor`: one per call. Speaks sentences in order through the text-to-speech port,
 //! sends the audio to the caller as it streams in, and puts a Twilio mark after each
-//! sentence so the call learns what the caller has actually heard. `Cancel` drops the
-//! running synthesis and everything queued (barge-in).
+//! sentence so the call learns what the caller has actually heard; it also reports each
+//! sentence it hands to the provider, whose characters are the call's TTS usage. `Cancel`
+//! drops the running synthesis and everything queued (barge-in).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -33,6 +34,16 @@ impl Utterance {
 /// What the TTS actor tells its call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TtsReport {
+    /// A sentence went to the provider (not one cancelled while queued): its characters
+    /// are what synthesis is billed by.
+    Synthesizing {
+        /// Which turn.
+        turn: u64,
+        /// Which sentence.
+        seq: u32,
+        /// Characters of its text.
+        characters: u32,
+    },
     /// The first audio of a sentence went to the caller.
     FirstAudio {
         /// Which turn.
@@ -103,6 +114,12 @@ impl TtsState {
             return;
         };
         let (turn, seq) = (next.turn, next.seq);
+        let characters = u32::try_from(next.text.chars().count()).unwrap_or(u32::MAX);
+        let _ = self.args.report_to.send_message(TtsReport::Synthesizing {
+            turn,
+            seq,
+            characters,
+        });
         let work = speak(
             next,
             self.args.tts.clone(),

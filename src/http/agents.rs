@@ -46,6 +46,57 @@ pub struct AgentFields {
     #[serde(default, deserialize_with = "validate::double_option")]
     #[schema(value_type = Option<String>, example = "+14155550100")]
     pub transfer_number: Option<Option<String>>,
+    /// JSON Schema (an object, up to 20000 characters) of the fields the post-call analysis
+    /// extracts from each call; `{}`, the default, extracts nothing.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Object>, example = json!({"type": "object", "properties": {"vehicle": {"type": "string"}}}))]
+    pub analysis_schema: Option<serde_json::Value>,
+}
+
+/// Deserializes a field that was given, `null` included, so `null` is judged (and refused)
+/// rather than taken for "leave alone".
+fn present<'de, D>(d: D) -> Result<Option<serde_json::Value>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    serde_json::Value::deserialize(d).map(Some)
+}
+
+/// Longest extraction schema accepted, serialized: it travels in every analysis prompt.
+const MAX_ANALYSIS_SCHEMA_CHARS: usize = 20_000;
+
+/// An extraction schema: a JSON object describing an object (when it says what type it is),
+/// small enough to send with every call's analysis.
+fn analysis_schema(
+    field: &str,
+    raw: serde_json::Value,
+) -> Result<serde_json::Map<String, serde_json::Value>, ApiError> {
+    let serde_json::Value::Object(schema) = raw else {
+        return Err(ApiError::field(
+            field,
+            "must be a JSON object (a JSON Schema of the fields to extract)",
+        ));
+    };
+    if let Some(kind) = schema.get("type") {
+        if kind.as_str() != Some("object") {
+            return Err(ApiError::field(
+                field,
+                "describes what is extracted from a call, which is an object: its `type` must be \"object\"",
+            ));
+        }
+    }
+    if serde_json::Value::Object(schema.clone())
+        .to_string()
+        .chars()
+        .count()
+        > MAX_ANALYSIS_SCHEMA_CHARS
+    {
+        return Err(ApiError::field(
+            field,
+            format!("must be at most {MAX_ANALYSIS_SCHEMA_CHARS} characters of JSON"),
+        ));
+    }
+    Ok(schema)
 }
 
 impl AgentFields {
@@ -78,6 +129,9 @@ impl AgentFields {
             base.transfer_number = number
                 .map(|n| validate::e164("transfer_number", &n))
                 .transpose()?;
+        }
+        if let Some(schema) = self.analysis_schema {
+            base.analysis_schema = analysis_schema("analysis_schema", schema)?;
         }
         Ok(base)
     }
@@ -123,6 +177,7 @@ pub async fn create(
         .store
         .save_agent(staff.tenant(), staff.actor(), None, &draft)
         .await?;
+    state.tenant_changed(staff.tenant());
     Ok((StatusCode::CREATED, axum::Json(agent)))
 }
 
@@ -139,12 +194,12 @@ pub async fn update(
     staff.require_admin()?;
     let current = state.store.agent(staff.tenant(), id).await?;
     let draft = fields.apply(current.draft)?;
-    Ok(axum::Json(
-        state
-            .store
-            .save_agent(staff.tenant(), staff.actor(), Some(id), &draft)
-            .await?,
-    ))
+    let agent = state
+        .store
+        .save_agent(staff.tenant(), staff.actor(), Some(id), &draft)
+        .await?;
+    state.tenant_changed(staff.tenant());
+    Ok(axum::Json(agent))
 }
 
 /// Deletes an agent no number points at (owner or admin).
@@ -161,5 +216,6 @@ pub async fn delete(
         .store
         .delete_agent(staff.tenant(), staff.actor(), id)
         .await?;
+    state.tenant_changed(staff.tenant());
     Ok(StatusCode::NO_CONTENT)
 }

@@ -4,9 +4,11 @@
 
 mod agents;
 mod auth;
+mod calls;
 pub mod error;
 mod extract;
 mod health;
+mod media;
 mod phone_numbers;
 mod tenant;
 mod twilio;
@@ -30,6 +32,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::auth::{JwtKeys, RateLimiter};
+use crate::calls::CallService;
 use crate::settings::{CorsOrigins, Settings};
 use crate::store::Store;
 
@@ -47,6 +50,17 @@ pub struct AppState {
     /// The base URL Twilio reaches this server at, without a trailing slash; webhook
     /// signatures are computed over it.
     pub public_url: Arc<str>,
+    /// Phone calls, when the speech and language providers are configured.
+    pub calls: Option<Arc<CallService>>,
+}
+
+impl AppState {
+    /// A tenant's agents or limits changed: live runtime state picks the change up.
+    pub fn tenant_changed(&self, tenant: actors::domain::TenantId) {
+        if let Some(calls) = &self.calls {
+            calls.config_changed(tenant);
+        }
+    }
 }
 
 #[derive(OpenApi)]
@@ -99,8 +113,10 @@ fn api_routes() -> OpenApiRouter<AppState> {
             phone_numbers::update,
             phone_numbers::delete
         ))
+        .routes(routes!(calls::place))
         .routes(routes!(twilio::voice))
         .routes(routes!(twilio::voice_status))
+        .routes(routes!(media::media))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -73,12 +73,12 @@ pub async fn update(
             })
             .transpose()?,
     };
-    Ok(axum::Json(
-        state
-            .store
-            .update_tenant(staff.tenant(), staff.actor(), patch)
-            .await?,
-    ))
+    let tenant = state
+        .store
+        .update_tenant(staff.tenant(), staff.actor(), patch)
+        .await?;
+    state.tenant_changed(staff.tenant());
+    Ok(axum::Json(tenant))
 }
 
 /// How much of the audit log to read.

@@ -10,16 +10,23 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::{ApiError, Problem};
 use super::AppState;
-use crate::store::TwilioCallStatus;
+use crate::calls::{stream_twiml, Answer};
+use crate::store::{StoreError, TwilioCallStatus};
 use crate::twilio::signature::{self, SIGNATURE_HEADER};
-use crate::twilio::twiml::{self, VoiceResponse};
+use crate::twilio::twiml::{self, Dial, VoiceResponse};
 use actors::domain::E164;
+use supervisors::tenant::Refusal;
 
 /// Said when the dialled number is not one of ours.
 const NOT_IN_SERVICE: &str = "Sorry, the number you called is not in service. Goodbye.";
-/// Said while the runtime has no speech and language providers to run the agent with.
+/// Said while the server has no speech and language providers to run the agent with.
 const NOT_CONFIGURED: &str =
     "Thanks for calling. This line's assistant is not set up to take calls yet. Please try again later. Goodbye.";
+/// Said when the tenant cannot take another call and has no fallback number.
+const ALL_LINES_BUSY: &str =
+    "Thanks for calling. All of our lines are busy right now. Please call back in a few minutes. Goodbye.";
+/// Said before handing a call the agent cannot take to the fallback number.
+const CONNECTING_FALLBACK: &str = "All of our assistants are busy. Connecting you to a person now.";
 
 /// The form parameters of a webhook whose signature checked out.
 pub struct TwilioForm(Vec<(String, String)>);
@@ -72,10 +79,14 @@ impl FromRequest<AppState> for TwilioForm {
 }
 
 fn twiml_response(response: VoiceResponse) -> Response {
+    twiml_xml(response.to_xml())
+}
+
+fn twiml_xml(xml: String) -> Response {
     (
         StatusCode::OK,
         [(header::CONTENT_TYPE, twiml::CONTENT_TYPE)],
-        response.to_xml(),
+        xml,
     )
         .into_response()
 }
@@ -85,26 +96,67 @@ fn goodbye(sentence: &str) -> Response {
 }
 
 /// A call is ringing one of the numbers pointed at switchboard: route it by `To` to its
-/// tenant and agent. Until the phone pipeline is wired in, a known number is answered with
-/// a polite "not set up yet" and an unknown one with "not in service".
+/// tenant and agent, admit it, and connect its media stream. Unknown numbers hear "not in
+/// service"; a tenant at its limit sends the caller to the agent's fallback number or says
+/// its lines are busy.
 #[utoipa::path(post, path = "/twilio/voice", tag = "twilio",
     responses((status = 200, description = "TwiML for the call", content_type = "text/xml"),
+        (status = 400, description = "a webhook without a CallSid", body = Problem),
         (status = 403, description = "missing or invalid X-Twilio-Signature", body = Problem)))]
 pub async fn voice(State(state): State<AppState>, form: TwilioForm) -> Result<Response, ApiError> {
-    let call_sid = form.get("CallSid").unwrap_or("-");
+    let call_sid = form
+        .get("CallSid")
+        .filter(|sid| !sid.is_empty())
+        .ok_or_else(|| ApiError::field("CallSid", "is required"))?;
     let Some(to) = form.get("To").and_then(|to| E164::parse(to).ok()) else {
         tracing::warn!(call_sid, "a call to a number that is not E.164");
         return Ok(goodbye(NOT_IN_SERVICE));
     };
-    match state.store.route_number(&to).await? {
-        None => {
-            tracing::warn!(call_sid, %to, "a call to a number no tenant has");
-            Ok(goodbye(NOT_IN_SERVICE))
+    let Some(route) = state.store.route_number(&to).await? else {
+        tracing::warn!(call_sid, %to, "a call to a number no tenant has");
+        return Ok(goodbye(NOT_IN_SERVICE));
+    };
+    let Some(calls) = &state.calls else {
+        tracing::warn!(call_sid, tenant_id = %route.tenant, "a call arrived but no providers are configured");
+        return Ok(goodbye(NOT_CONFIGURED));
+    };
+    let from = form.get("From").unwrap_or("anonymous");
+    let answer = match calls
+        .answer_inbound(&state.store, &route, call_sid, from, &to)
+        .await
+    {
+        Ok(answer) => answer,
+        Err(StoreError::Conflict(_)) => {
+            tracing::warn!(call_sid, "the voice webhook came twice for one call");
+            return Ok(goodbye(ALL_LINES_BUSY));
         }
-        Some(route) => {
-            tracing::info!(call_sid, tenant_id = %route.tenant, agent_id = %route.agent, "call answered: not configured");
-            Ok(goodbye(NOT_CONFIGURED))
+        Err(other) => return Err(other.into()),
+    };
+    match answer {
+        Answer::Stream { token } => {
+            let twiml = stream_twiml(&state.public_url, token).map_err(|e| {
+                tracing::error!(error = %e, "PUBLIC_URL gives no usable stream URL");
+                ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "PUBLIC_URL gives no usable media stream URL",
+                )
+            })?;
+            tracing::info!(call_sid, tenant_id = %route.tenant, agent_id = %route.agent, "call answered");
+            Ok(twiml_xml(twiml))
         }
+        Answer::Refused {
+            refusal: Refusal::UnknownAgent,
+            ..
+        } => Ok(goodbye(NOT_IN_SERVICE)),
+        Answer::Refused {
+            fallback: Some(number),
+            ..
+        } => Ok(twiml_response(
+            VoiceResponse::new()
+                .say(CONNECTING_FALLBACK)
+                .dial(Dial::number(number)),
+        )),
+        Answer::Refused { fallback: None, .. } => Ok(goodbye(ALL_LINES_BUSY)),
     }
 }
 
@@ -135,6 +187,11 @@ pub async fn voice_status(
         ),
         None => None,
     };
+    if status.is_final() {
+        if let Some(calls) = &state.calls {
+            calls.stream_never_came(call_sid);
+        }
+    }
     if !state
         .store
         .apply_call_status(call_sid, status, duration)

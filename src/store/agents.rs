@@ -1,5 +1,6 @@
 //! Voice agents: per-tenant configuration of who answers (prompt, first message, language,
-//! voice, model, tools, where to transfer). A phone number points at one agent.
+//! voice, model, tools, where to transfer, what to extract from a call afterwards). A phone
+//! number points at one agent.
 
 use actors::domain::{AgentId, TenantId, E164};
 use actors::ports::Tool;
@@ -48,6 +49,10 @@ pub struct AgentDraft {
     /// Where `transfer_to_human` and failed calls send the caller.
     #[schema(value_type = Option<String>, example = "+14155550100")]
     pub transfer_number: Option<E164>,
+    /// JSON Schema (an object) of the fields the post-call analysis extracts from each
+    /// call into the call's `extracted`; `{}` extracts nothing.
+    #[schema(value_type = Object, example = json!({"type": "object", "properties": {"vehicle": {"type": "string"}}}))]
+    pub analysis_schema: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Agent {
@@ -63,9 +68,15 @@ impl Agent {
             llm_model: d.llm_model.clone(),
             tools: d.enabled_tools.clone(),
             transfer_number: d.transfer_number.clone(),
+            analysis_schema: d.analysis_schema.clone(),
         }
     }
 }
+
+/// What a new agent says on pick-up until it is given its own words.
+pub const DEFAULT_FIRST_MESSAGE: &str = "Hello, thanks for calling. How can I help you today?";
+/// A new agent's voice: ElevenLabs' premade "Rachel", available on every account.
+pub const DEFAULT_VOICE: &str = "21m00Tcm4TlvDq8ikWAM";
 
 impl AgentDraft {
     /// A new agent's configuration: this name and the defaults for everything else.
@@ -73,12 +84,13 @@ impl AgentDraft {
         Self {
             name,
             system_prompt: String::new(),
-            first_message: String::new(),
+            first_message: DEFAULT_FIRST_MESSAGE.to_owned(),
             language: "en".to_owned(),
-            voice: String::new(),
+            voice: DEFAULT_VOICE.to_owned(),
             llm_model: "gpt-4o-mini".to_owned(),
             enabled_tools: Vec::new(),
             transfer_number: None,
+            analysis_schema: serde_json::Map::new(),
         }
     }
 }
@@ -94,6 +106,7 @@ struct AgentRow {
     llm_model: String,
     enabled_tools: String,
     transfer_number: Option<String>,
+    analysis_schema: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -115,6 +128,7 @@ impl TryFrom<AgentRow> for Agent {
                     .transfer_number
                     .map(|n| E164::parse(&n).map_err(|e| StoreError::Corrupt(e.to_string())))
                     .transpose()?,
+                analysis_schema: parse_json(&r.analysis_schema)?,
             },
             created_at: time_of(r.created_at)?,
             updated_at: time_of(r.updated_at)?,
@@ -122,7 +136,7 @@ impl TryFrom<AgentRow> for Agent {
     }
 }
 
-const AGENT_COLUMNS: &str = "id, name, system_prompt, first_message, language, voice, llm_model, enabled_tools, transfer_number, created_at, updated_at";
+const AGENT_COLUMNS: &str = "id, name, system_prompt, first_message, language, voice, llm_model, enabled_tools, transfer_number, analysis_schema, created_at, updated_at";
 
 impl Store {
     /// Every agent of the tenant, by name.
@@ -165,12 +179,13 @@ impl Store {
         let sql = match id {
             None => format!(
                 "INSERT INTO agents (tenant_id, id, name, system_prompt, first_message, language, voice, llm_model,
-                    enabled_tools, transfer_number, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11) RETURNING {AGENT_COLUMNS}"
+                    enabled_tools, transfer_number, created_at, updated_at, analysis_schema)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) RETURNING {AGENT_COLUMNS}"
             ),
             Some(_) => format!(
                 "UPDATE agents SET name = $3, system_prompt = $4, first_message = $5, language = $6, voice = $7,
-                    llm_model = $8, enabled_tools = $9, transfer_number = $10, updated_at = $11
+                    llm_model = $8, enabled_tools = $9, transfer_number = $10, updated_at = $11,
+                    analysis_schema = $12
                  WHERE tenant_id = $1 AND id = $2 RETURNING {AGENT_COLUMNS}"
             ),
         };
@@ -186,6 +201,7 @@ impl Store {
             .bind(to_json(&draft.enabled_tools))
             .bind(draft.transfer_number.as_ref().map(|n| n.to_string()))
             .bind(now)
+            .bind(to_json(&draft.analysis_schema))
             .fetch_optional(&mut *tx)
             .await?;
         let agent: Agent = row.ok_or(StoreError::NotFound)?.try_into()?;

@@ -1,15 +1,17 @@
 //! Calls and their transcripts. The voice webhook creates the call row when Twilio rings;
 //! the runtime then records through the [`CallLog`] port, which this store implements:
 //! answered, each line with its stage timings as it happens (a crash mid-call keeps what
-//! was said), and how it ended.
+//! was said), how it ended, what it consumed (rows of `usage_records`, see `usage.rs`) and,
+//! once the model has written it, the post-call analysis on the call's row.
 
 use actors::domain::{AgentId, CallId, PhoneNumberId, TenantId, E164};
 use actors::ports::{
-    CallInfo, CallLog, CallOutcome, PortResult, Speaker, StageTimings, TurnRecord,
+    CallAnalysis, CallInfo, CallLog, CallOutcome, CallUsage, PortResult, Sentiment, Speaker,
+    StageTimings, TurnRecord,
 };
 use async_trait::async_trait;
 
-use super::{now_ms, Scope, Store, StoreError};
+use super::{now_ms, parse_json, to_json, usage, Scope, Store, StoreError};
 
 /// Which way a call goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,6 +74,36 @@ impl Store {
     }
 }
 
+impl Store {
+    /// A call that rang but was not admitted (the tenant was at its limit, the server was
+    /// draining): `busy`, with the reason kept for the call log.
+    pub async fn refuse_call(
+        &self,
+        tenant: TenantId,
+        call: CallId,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let now = now_ms();
+        let updated = sqlx::query(
+            "UPDATE calls SET status = 'busy', end_reason = 'refused', failure = $3, ended_at = $4,
+                duration_ms = 0, updated_at = $4
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.to_string())
+        .bind(call.to_string())
+        .bind(reason)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// Runs an update of one call's row; the call must exist.
 async fn update_call<'q>(
     store: &Store,
@@ -107,8 +139,9 @@ impl CallLog for Store {
             let t = turn.timings;
             sqlx::query(
                 "INSERT INTO call_turns (id, tenant_id, call_id, seq, speaker, text, interrupted, started_at,
-                    endpointing_ms, stt_ms, llm_first_token_ms, tts_first_byte_ms, voice_to_voice_ms, created_at)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $8)",
+                    endpointing_ms, stt_ms, llm_first_token_ms, tts_first_byte_ms, voice_to_voice_ms, created_at,
+                    llm_first_sentence_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $8, $14)",
             )
             .bind(uuid::Uuid::now_v7().to_string())
             .bind(call.tenant.to_string())
@@ -127,6 +160,7 @@ impl CallLog for Store {
             .bind(t.llm_first_token_ms.map(i64::from))
             .bind(t.tts_first_byte_ms.map(i64::from))
             .bind(t.voice_to_voice_ms.map(i64::from))
+            .bind(t.llm_first_sentence_ms.map(i64::from))
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -156,6 +190,28 @@ impl CallLog for Store {
             .await
             .map_err(|e| e.into_port("call log"))
     }
+
+    async fn usage(&self, call: &CallInfo, usage: &CallUsage) -> PortResult<()> {
+        usage::record_call_usage(self, call, usage)
+            .await
+            .map_err(|e| e.into_port("call log"))
+    }
+
+    async fn analysis(&self, call: &CallInfo, analysis: &CallAnalysis) -> PortResult<()> {
+        let query = sqlx::query(
+            "UPDATE calls SET summary = $3, sentiment = $4, extracted = $5, updated_at = $6
+             WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(call.tenant.to_string())
+        .bind(call.call_id.to_string())
+        .bind(analysis.summary.clone())
+        .bind(analysis.sentiment.as_str())
+        .bind(to_json(&analysis.extracted))
+        .bind(now_ms());
+        update_call(self, call, query)
+            .await
+            .map_err(|e| e.into_port("call log"))
+    }
 }
 
 /// A call as recorded: how it went and what was said.
@@ -169,6 +225,12 @@ pub struct CallRecord {
     pub failure: Option<String>,
     /// From answer to end.
     pub duration_ms: Option<i64>,
+    /// The post-call analysis's few sentences, once the model wrote them.
+    pub summary: Option<String>,
+    /// How the customer came across, per the analysis.
+    pub sentiment: Option<Sentiment>,
+    /// What the analysis extracted, following the agent's schema (empty until then).
+    pub extracted: serde_json::Map<String, serde_json::Value>,
     /// The transcript with stage timings, in order.
     pub turns: Vec<TurnRecord>,
 }
@@ -179,6 +241,9 @@ struct CallRow {
     end_reason: Option<String>,
     failure: Option<String>,
     duration_ms: Option<i64>,
+    summary: Option<String>,
+    sentiment: Option<String>,
+    extracted: String,
 }
 
 #[derive(sqlx::FromRow)]
@@ -190,6 +255,7 @@ struct TurnRow {
     endpointing_ms: Option<i64>,
     stt_ms: Option<i64>,
     llm_first_token_ms: Option<i64>,
+    llm_first_sentence_ms: Option<i64>,
     tts_first_byte_ms: Option<i64>,
     voice_to_voice_ms: Option<i64>,
 }
@@ -199,6 +265,55 @@ fn ms(value: Option<i64>) -> Option<u32> {
 }
 
 impl Store {
+    /// The tenant's call with this Twilio CallSid.
+    pub async fn call_by_sid(
+        &self,
+        tenant: TenantId,
+        call_sid: &str,
+    ) -> Result<CallId, StoreError> {
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let id: Option<String> =
+            sqlx::query_scalar("SELECT id FROM calls WHERE tenant_id = $1 AND call_sid = $2")
+                .bind(tenant.to_string())
+                .bind(call_sid)
+                .fetch_optional(&mut *tx)
+                .await?;
+        tx.commit().await?;
+        let id = id.ok_or(StoreError::NotFound)?;
+        id.parse()
+            .map_err(|_| StoreError::Corrupt(format!("call id `{id}` is not a UUID")))
+    }
+
+    /// Files the SID Twilio gave an outbound call we had recorded before dialling.
+    pub async fn set_call_sid(
+        &self,
+        tenant: TenantId,
+        call: CallId,
+        call_sid: &str,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let updated = sqlx::query(
+            "UPDATE calls SET call_sid = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
+        )
+        .bind(tenant.to_string())
+        .bind(call.to_string())
+        .bind(call_sid)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await
+        .map_err(StoreError::refused_as(
+            Some(StoreError::Conflict(
+                "a call with this CallSid already exists",
+            )),
+            None,
+        ))?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     /// One call of the tenant with its transcript.
     pub async fn call_record(
         &self,
@@ -207,7 +322,8 @@ impl Store {
     ) -> Result<CallRecord, StoreError> {
         let mut tx = self.begin(Scope::Tenant(tenant)).await?;
         let row: Option<CallRow> = sqlx::query_as(
-            "SELECT status, end_reason, failure, duration_ms FROM calls WHERE tenant_id = $1 AND id = $2",
+            "SELECT status, end_reason, failure, duration_ms, summary, sentiment, extracted
+             FROM calls WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant.to_string())
         .bind(call.to_string())
@@ -215,8 +331,8 @@ impl Store {
         .await?;
         let call_row = row.ok_or(StoreError::NotFound)?;
         let turns: Vec<TurnRow> = sqlx::query_as(
-            "SELECT seq, speaker, text, interrupted, endpointing_ms, stt_ms, llm_first_token_ms, tts_first_byte_ms,
-                voice_to_voice_ms
+            "SELECT seq, speaker, text, interrupted, endpointing_ms, stt_ms, llm_first_token_ms, llm_first_sentence_ms,
+                tts_first_byte_ms, voice_to_voice_ms
              FROM call_turns WHERE tenant_id = $1 AND call_id = $2 ORDER BY seq",
         )
         .bind(tenant.to_string())
@@ -239,16 +355,27 @@ impl Store {
                     endpointing_ms: ms(t.endpointing_ms),
                     stt_ms: ms(t.stt_ms),
                     llm_first_token_ms: ms(t.llm_first_token_ms),
+                    llm_first_sentence_ms: ms(t.llm_first_sentence_ms),
                     tts_first_byte_ms: ms(t.tts_first_byte_ms),
                     voice_to_voice_ms: ms(t.voice_to_voice_ms),
                 },
             })
             .collect();
+        let sentiment = call_row
+            .sentiment
+            .map(|raw| {
+                Sentiment::parse(&raw)
+                    .ok_or_else(|| StoreError::Corrupt(format!("`{raw}` is not a sentiment")))
+            })
+            .transpose()?;
         Ok(CallRecord {
             status: call_row.status,
             end_reason: call_row.end_reason,
             failure: call_row.failure,
             duration_ms: call_row.duration_ms,
+            summary: call_row.summary,
+            sentiment,
+            extracted: parse_json(&call_row.extracted)?,
             turns,
         })
     }
@@ -304,7 +431,8 @@ impl TwilioCallStatus {
         }
     }
 
-    fn is_final(self) -> bool {
+    /// The call is over: nothing more will happen on it.
+    pub fn is_final(self) -> bool {
         !matches!(self, Self::Queued | Self::Ringing | Self::InProgress)
     }
 }

@@ -18,6 +18,7 @@ mod conversations;
 mod phone_numbers;
 mod tenants;
 mod tokens;
+mod usage;
 mod users;
 
 use std::str::FromStr;
@@ -35,6 +36,7 @@ pub use calls::{CallRecord, Direction, NewCall, TwilioCallStatus};
 pub use phone_numbers::{NumberRoute, PhoneNumber, PhoneNumberDraft};
 pub use tenants::{BusinessHours, Tenant, TenantPatch};
 pub use tokens::{PasswordTokenPurpose, RefreshOutcome};
+pub use usage::UsageTotals;
 pub use users::{Credentials, NewUser, User};
 
 use crate::settings::DatabaseKind;

@@ -33,7 +33,7 @@ pub enum TwimlError {
     /// The Media Stream URL is not a URL at all.
     #[error("`{0}` is not a valid Media Stream URL")]
     InvalidStreamUrl(String),
-    /// Twilio opens Media Streams over `wss://` only.
+    /// Twilio opens Media Streams over `wss://` only (`ws://` is kept for loopback tests).
     #[error("a Media Stream URL must use wss://, `{0}` does not")]
     StreamUrlNotWss(String),
     /// Twilio does not support a query string on the stream URL; values must travel as
@@ -285,12 +285,21 @@ pub struct Stream {
 impl Stream {
     /// A stream to `url`, which must be a `wss://` URL without a query string: Twilio
     /// supports neither another scheme nor a query (PROTOCOLS.md §1.2). Anything the media
-    /// handler needs, such as a stream token, goes in a [`Stream::parameter`].
+    /// handler needs, such as a stream token, goes in a [`Stream::parameter`]. Plain `ws://`
+    /// is allowed to a loopback host only, where the call simulator plays Twilio's part.
     pub fn new(url: impl Into<String>) -> Result<Self, TwimlError> {
         let url = url.into();
         let parsed =
             reqwest::Url::parse(&url).map_err(|_| TwimlError::InvalidStreamUrl(url.clone()))?;
-        if parsed.scheme() != "wss" {
+        let loopback = parsed.host_str().is_some_and(|host| {
+            host == "localhost"
+                || host
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback())
+        });
+        if parsed.scheme() != "wss" && !(parsed.scheme() == "ws" && loopback) {
             return Err(TwimlError::StreamUrlNotWss(url));
         }
         if parsed.host_str().is_none_or(str::is_empty) {
@@ -734,6 +743,13 @@ mod tests {
             Stream::new("ws://h.example/media"),
             Err(TwimlError::StreamUrlNotWss(_))
         ));
+        for simulator in [
+            "ws://127.0.0.1:8080/media",
+            "ws://localhost/media",
+            "ws://[::1]:9/m",
+        ] {
+            assert!(Stream::new(simulator).is_ok(), "{simulator}");
+        }
         assert!(matches!(
             Stream::new("not a url"),
             Err(TwimlError::InvalidStreamUrl(_))

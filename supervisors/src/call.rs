@@ -7,6 +7,13 @@
 //!
 //! Nothing here waits on a port: prompts, tools and records run in tasks that message the
 //! call back, so caller audio is never held up behind the database or a provider.
+//!
+//! After the call: the supervisor counts what the call consumed (call time, caller audio sent
+//! to speech-to-text, model tokens, characters spoken) and records it once when the call
+//! ends; then, when the customer said anything, a detached task asks the agent's model for
+//! a summary, the customer's sentiment and the fields of the agent's extraction schema, and
+//! records them on the call. That task outlives the supervisor and has its own deadline; a
+//! failed or unreadable analysis is a warning, never a failed call.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,13 +22,15 @@ use std::time::Duration;
 use actors::conversation::ConversationMsg;
 use actors::llm::{LlmActor, LlmArgs, LlmMsg, LlmReport};
 use actors::ports::{
-    AgentConfig, CallInfo, CallLog, CallOutcome, Channel, ChatMessage, ConversationStore,
-    EventSink, HistoryEntry, LanguageModel, LlmRequest, MulawFrame, Speaker, SpeechToText,
-    StageTimings, Telephony, TenantEvent, TextToSpeech, ToolCall, TurnRecord,
+    AgentConfig, CallAnalysis, CallInfo, CallLog, CallOutcome, CallUsage, Channel, ChatMessage,
+    ConversationStore, EventSink, HistoryEntry, LanguageModel, LlmDelta, LlmRequest, MulawFrame,
+    PortError, Sentiment, Speaker, SpeechToText, StageTimings, Telephony, TenantEvent,
+    TextToSpeech, ToolCall, TurnRecord,
 };
 use actors::sentences::SentenceSplitter;
 use actors::stt::{EndpointSettings, SttActor, SttArgs, SttMsg, SttReport};
 use actors::tts::{TtsActor, TtsArgs, TtsMsg, TtsReport, Utterance};
+use futures::StreamExt;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
@@ -43,6 +52,16 @@ const APOLOGY_TIMEOUT: Duration = Duration::from_secs(6);
 const MAX_TOOL_ROUNDS: u32 = 4;
 /// Longest wait, in milliseconds, for the conversation to build a prompt or fill a greeting.
 const CONVERSATION_TIMEOUT_MS: u64 = 2_000;
+/// Longest wait for the post-call analysis; past it the call simply has none.
+const ANALYSIS_TIMEOUT: Duration = Duration::from_secs(60);
+/// Most transcript characters sent for analysis; a longer call keeps its end (what was
+/// agreed), so the request stays within any model's context.
+const ANALYSIS_MAX_TRANSCRIPT_CHARS: usize = 48_000;
+
+/// How the post-call analysis request begins: its system message opens with this, which is
+/// how a scripted model (or a test) tells the analysis from a reply to the caller.
+pub const ANALYSIS_INSTRUCTIONS: &str =
+    "You review a finished phone call between a business's AI voice agent and a customer.";
 
 /// The ports a call uses, shared by every call of a runtime.
 #[derive(Clone)]
@@ -95,6 +114,9 @@ pub enum CallMsg {
     Marked(String),
     /// The caller hung up.
     CallerHungUp,
+    /// The caller pressed a key; `0` asks for a person (when the agent has a transfer
+    /// number), as callers expect of any phone menu.
+    Dtmf(char),
     /// Where the call is, for dashboards and tests.
     Phase(RpcReplyPort<CallPhase>),
     /// Report from the STT child.
@@ -240,6 +262,8 @@ enum Record {
     Started,
     Turn(TurnRecord),
     Ended(CallOutcome),
+    Usage(CallUsage),
+    Analysis(CallAnalysis),
 }
 
 /// The call's state.
@@ -258,6 +282,14 @@ pub struct CallState {
     speech_end: Option<(Instant, u32)>,
     failing: Option<String>,
     records: mpsc::UnboundedSender<Record>,
+    /// When the call was answered (the supervisor starts on answer), for the call's length.
+    answered_at: Instant,
+    /// What the call has consumed so far.
+    usage: CallUsage,
+    /// Every line as recorded, for the post-call analysis.
+    transcript: Vec<(Speaker, String)>,
+    /// The end was recorded: a second end (a late hang-up) records nothing more.
+    ended: bool,
 }
 
 impl CallState {
@@ -286,6 +318,7 @@ impl CallState {
     ) {
         let seq = self.next_seq;
         self.next_seq += 1;
+        self.transcript.push((speaker, text.to_owned()));
         let _ = self.records.send(Record::Turn(TurnRecord {
             seq,
             speaker,
@@ -433,6 +466,10 @@ impl Actor for CallSupervisor {
             speech_end: None,
             failing: None,
             records,
+            answered_at: Instant::now(),
+            usage: CallUsage::default(),
+            transcript: Vec::new(),
+            ended: false,
         })
     }
 
@@ -484,6 +521,7 @@ impl Actor for CallSupervisor {
                 };
                 end_call(&myself, state, outcome);
             }
+            CallMsg::Dtmf(digit) => on_dtmf(&myself, state, digit),
             CallMsg::Phase(reply) => {
                 let _ = reply.send(state.phase);
             }
@@ -525,6 +563,21 @@ impl Actor for CallSupervisor {
                 }
             }
             CallMsg::FinishFailure => finish_failure(&myself, state),
+        }
+        Ok(())
+    }
+
+    async fn post_stop(
+        &self,
+        _: ActorRef<CallMsg>,
+        state: &mut CallState,
+    ) -> Result<(), ActorProcessingErr> {
+        // Stopped from outside before it ended (the runtime shutting down past its drain
+        // deadline): what the call consumed is owed all the same.
+        if !state.ended {
+            state.ended = true;
+            state.usage.call_ms = state.answered_at.elapsed().as_millis() as u64;
+            let _ = state.records.send(Record::Usage(state.usage));
         }
         Ok(())
     }
@@ -617,7 +670,9 @@ fn speak(state: &mut CallState, text: String) {
         return;
     };
     if current.first_tts_request_at.is_none() {
-        current.first_tts_request_at = Some(Instant::now());
+        let now = Instant::now();
+        current.first_tts_request_at = Some(now);
+        current.timings.llm_first_sentence_ms = millis(current.transcript_at, now);
     }
     let utterance = Utterance {
         turn: current.turn,
@@ -677,8 +732,12 @@ fn on_stt(myself: &ActorRef<CallMsg>, state: &mut CallState, report: SttReport) 
             }
             CallPhase::Listening | CallPhase::Ended => {}
         },
-        SttReport::SpeechEnded { trailing_ms } => {
-            state.speech_end = Some((Instant::now(), trailing_ms))
+        SttReport::SpeechEnded {
+            trailing_ms,
+            audio_ms,
+        } => {
+            state.usage.stt_ms += u64::from(audio_ms);
+            state.speech_end = Some((Instant::now(), trailing_ms));
         }
         SttReport::Partial(text) => state.publish(
             "call.transcript",
@@ -745,10 +804,21 @@ fn on_transcript(myself: &ActorRef<CallMsg>, state: &mut CallState, text: String
 }
 
 fn on_llm(myself: &ActorRef<CallMsg>, state: &mut CallState, report: LlmReport) {
+    // Tokens count whatever became of their turn: a reply cut off by the caller was paid for.
+    if let LlmReport::Usage {
+        prompt_tokens,
+        completion_tokens,
+        ..
+    } = report
+    {
+        state.usage.llm_tokens += u64::from(prompt_tokens) + u64::from(completion_tokens);
+        return;
+    }
     let turn_of = |r: &LlmReport| match r {
         LlmReport::FirstToken { turn }
         | LlmReport::Sentence { turn, .. }
         | LlmReport::ToolCalls { turn, .. }
+        | LlmReport::Usage { turn, .. }
         | LlmReport::Done { turn }
         | LlmReport::Failed { turn, .. } => *turn,
     };
@@ -767,6 +837,7 @@ fn on_llm(myself: &ActorRef<CallMsg>, state: &mut CallState, report: LlmReport) 
             }
         }
         LlmReport::Sentence { text, .. } => speak(state, text),
+        LlmReport::Usage { .. } => {}
         LlmReport::ToolCalls { text, calls, .. } => run_tools(myself, state, text, calls),
         LlmReport::Done { .. } => {
             state.mark_written();
@@ -843,6 +914,10 @@ fn run_tools(
 
 fn on_tts(myself: &ActorRef<CallMsg>, state: &mut CallState, report: TtsReport) {
     match report {
+        // Counted whatever became of the sentence: the provider bills the request.
+        TtsReport::Synthesizing { characters, .. } => {
+            state.usage.tts_characters += u64::from(characters);
+        }
         TtsReport::FirstAudio { turn, seq } => {
             let now = Instant::now();
             let Some(current) = state.current.as_mut().filter(|c| c.turn == turn) else {
@@ -947,6 +1022,26 @@ fn finish_turn_if_played(myself: &ActorRef<CallMsg>, state: &mut CallState) {
     }
 }
 
+/// A key press: `0` hands the caller to the agent's transfer number at once, cutting off
+/// whatever the agent was saying; other keys are only published.
+fn on_dtmf(myself: &ActorRef<CallMsg>, state: &mut CallState, digit: char) {
+    state.publish("call.dtmf", json!({"digit": digit.to_string()}));
+    if digit != '0' || state.phase == CallPhase::Ended {
+        return;
+    }
+    let Some(number) = state.args.agent.transfer_number.clone() else {
+        tracing::info!(call_id = %state.args.call.call_id, "the caller pressed 0 but the agent has no transfer number");
+        return;
+    };
+    state.args.telephony.clear();
+    let telephony = state.args.telephony.clone();
+    let to = number.clone();
+    tokio::spawn(async move {
+        let _ = telephony.transfer(&to).await;
+    });
+    end_call(myself, state, CallOutcome::Transferred(number));
+}
+
 /// The pipeline cannot go on: apologise (when TTS still works), then transfer or hang up.
 fn fail_call(myself: &ActorRef<CallMsg>, state: &mut CallState, reason: String, tts_broken: bool) {
     if state.failing.is_some() {
@@ -981,13 +1076,180 @@ fn finish_failure(myself: &ActorRef<CallMsg>, state: &mut CallState) {
     end_call(myself, state, CallOutcome::Failed(reason));
 }
 
-/// Records the end and stops the call; its children stop with it.
+/// Records the end and what the call consumed, starts the post-call analysis, and stops
+/// the call; its children stop with it.
 fn end_call(myself: &ActorRef<CallMsg>, state: &mut CallState, outcome: CallOutcome) {
+    if state.ended {
+        return;
+    }
+    state.ended = true;
     state.cut_turn();
     state.phase = CallPhase::Ended;
     state.publish("call.ended", json!({"outcome": format!("{outcome:?}")}));
     let _ = state.records.send(Record::Ended(outcome));
+    state.usage.call_ms = state.answered_at.elapsed().as_millis() as u64;
+    if !state.usage.is_empty() {
+        let _ = state.records.send(Record::Usage(state.usage));
+    }
+    start_analysis(state);
     myself.stop(None);
+}
+
+/// Asks the agent's model, in a task of its own, what the call came to, and queues the
+/// answer (and its tokens) for the call's writer. The task owns everything it uses, so the
+/// supervisor stopping does not cancel it, and keeps the writer alive until it is done.
+fn start_analysis(state: &mut CallState) {
+    let transcript = std::mem::take(&mut state.transcript);
+    if !transcript
+        .iter()
+        .any(|(speaker, _)| *speaker == Speaker::Customer)
+    {
+        return;
+    }
+    let request = analysis_request(&state.args.agent, &transcript);
+    let llm = state.args.ports.llm.clone();
+    let records = state.records.clone();
+    let call_id = state.args.call.call_id;
+    tokio::spawn(async move {
+        let (tokens, answer) = analyse(llm.as_ref(), request).await;
+        match answer {
+            Ok(analysis) => {
+                let _ = records.send(Record::Analysis(analysis));
+            }
+            Err(why) => {
+                tracing::warn!(%call_id, %why, "the call has no analysis");
+            }
+        }
+        if tokens > 0 {
+            let _ = records.send(Record::Usage(CallUsage {
+                llm_tokens: tokens,
+                ..CallUsage::default()
+            }));
+        }
+    });
+}
+
+/// The request for the analysis of a call: instructions with the agent's extraction schema,
+/// then the transcript, on the agent's own model and without tools.
+fn analysis_request(agent: &AgentConfig, transcript: &[(Speaker, String)]) -> LlmRequest {
+    let extracted = if agent.analysis_schema.is_empty() {
+        "`extracted` is an empty object {}: nothing is to be extracted from this call.".to_owned()
+    } else {
+        format!(
+            "`extracted` holds what the call revealed, following this JSON Schema; leave out \
+             what was not said: {}",
+            serde_json::Value::Object(agent.analysis_schema.clone())
+        )
+    };
+    let instructions = format!(
+        "{ANALYSIS_INSTRUCTIONS} Answer with one JSON object and nothing else: \
+         {{\"summary\": \"two or three sentences for the business: who called, what they \
+         wanted, what was agreed\", \"sentiment\": \"positive\" or \"neutral\" or \
+         \"negative\" (how the customer felt), \"extracted\": {{...}}}}. {extracted}"
+    );
+    LlmRequest {
+        model: agent.llm_model.clone(),
+        messages: vec![
+            ChatMessage::System(instructions),
+            ChatMessage::User(transcript_text(transcript)),
+        ],
+        tools: Vec::new(),
+    }
+}
+
+/// The transcript as the analysis reads it, one `Speaker: words` line each; a very long call
+/// loses its beginning rather than its end.
+fn transcript_text(transcript: &[(Speaker, String)]) -> String {
+    let lines: Vec<String> = transcript
+        .iter()
+        .map(|(speaker, text)| {
+            let who = match speaker {
+                Speaker::Customer => "Customer",
+                Speaker::Agent => "Agent",
+                Speaker::Staff => "Staff",
+            };
+            format!("{who}: {text}")
+        })
+        .collect();
+    let mut kept = 0;
+    let mut chars = 0;
+    for line in lines.iter().rev() {
+        chars += line.chars().count() + 1;
+        if chars > ANALYSIS_MAX_TRANSCRIPT_CHARS && kept > 0 {
+            break;
+        }
+        kept += 1;
+    }
+    let mut text = String::new();
+    if kept < lines.len() {
+        text.push_str("[the beginning of the call is left out]\n");
+    }
+    text.push_str(&lines[lines.len() - kept..].join("\n"));
+    text
+}
+
+/// Runs the analysis request under [`ANALYSIS_TIMEOUT`]: the tokens the provider reported
+/// (spent whether or not the answer is usable) and the analysis, or why there is none.
+async fn analyse(
+    llm: &dyn LanguageModel,
+    request: LlmRequest,
+) -> (u64, Result<CallAnalysis, String>) {
+    let mut tokens = 0u64;
+    let mut text = String::new();
+    let streamed = tokio::time::timeout(ANALYSIS_TIMEOUT, async {
+        let mut stream = llm.stream(request).await?;
+        while let Some(delta) = stream.next().await {
+            match delta? {
+                LlmDelta::Text(piece) => text.push_str(&piece),
+                LlmDelta::Usage {
+                    prompt_tokens,
+                    completion_tokens,
+                } => tokens += u64::from(prompt_tokens) + u64::from(completion_tokens),
+                LlmDelta::ToolCall(_) => {}
+            }
+        }
+        Ok::<(), PortError>(())
+    })
+    .await;
+    let answer = match streamed {
+        Err(_) => Err(format!("the model took longer than {ANALYSIS_TIMEOUT:?}")),
+        Ok(Err(error)) => Err(format!("the model failed: {error}")),
+        Ok(Ok(())) => parse_analysis(&text),
+    };
+    (tokens, answer)
+}
+
+/// Reads the model's analysis leniently: the JSON object may come wrapped in a ```json fence
+/// or a sentence, and the sentiment in any case; a missing `extracted` is empty. A summary,
+/// a known sentiment and an object are required, since guessing them would store fiction.
+fn parse_analysis(answer: &str) -> Result<CallAnalysis, String> {
+    let unreadable = || format!("the answer is not a JSON object: {:.200}", answer.trim());
+    let (Some(start), Some(end)) = (answer.find('{'), answer.rfind('}')) else {
+        return Err(unreadable());
+    };
+    let object = answer.get(start..=end).ok_or_else(unreadable)?;
+    let value: serde_json::Value = serde_json::from_str(object).map_err(|_| unreadable())?;
+    let summary = value
+        .get("summary")
+        .and_then(serde_json::Value::as_str)
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or("the answer has no summary")?;
+    let sentiment = value
+        .get("sentiment")
+        .and_then(serde_json::Value::as_str)
+        .and_then(Sentiment::parse)
+        .ok_or("the answer has no sentiment of positive, neutral or negative")?;
+    let extracted = match value.get("extracted") {
+        None | Some(serde_json::Value::Null) => serde_json::Map::new(),
+        Some(serde_json::Value::Object(fields)) => fields.clone(),
+        Some(_) => return Err("`extracted` is not an object".to_owned()),
+    };
+    Ok(CallAnalysis {
+        summary: summary.to_owned(),
+        sentiment,
+        extracted,
+    })
 }
 
 /// Writes a call's records in order, off the audio path.
@@ -1001,9 +1263,110 @@ async fn write_records(
             Record::Started => log.call_started(&call).await,
             Record::Turn(turn) => log.turn(&call, turn).await,
             Record::Ended(outcome) => log.call_ended(&call, outcome).await,
+            Record::Usage(usage) => log.usage(&call, usage).await,
+            Record::Analysis(analysis) => log.analysis(&call, analysis).await,
         };
         if let Err(error) = written {
             tracing::error!(call_id = %call.call_id, %error, "a call record could not be written");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_analysis_wrapped_in_a_fence_is_read() {
+        let answer = "Here you go:\n```json\n{\"summary\": \" Dana booked a service for Tuesday. \",\n \"sentiment\": \"Positive\", \"extracted\": {\"day\": \"Tuesday\"}}\n```";
+        let analysis = parse_analysis(answer).unwrap();
+        assert_eq!(analysis.summary, "Dana booked a service for Tuesday.");
+        assert_eq!(analysis.sentiment, Sentiment::Positive);
+        assert_eq!(analysis.extracted["day"], "Tuesday");
+    }
+
+    #[test]
+    fn an_analysis_without_extracted_fields_extracts_nothing() {
+        let analysis =
+            parse_analysis(r#"{"summary": "Asked for hours.", "sentiment": "neutral"}"#).unwrap();
+        assert!(analysis.extracted.is_empty());
+        let analysis = parse_analysis(
+            r#"{"summary": "Asked for hours.", "sentiment": "neutral", "extracted": null}"#,
+        )
+        .unwrap();
+        assert!(analysis.extracted.is_empty());
+    }
+
+    #[test]
+    fn a_bad_analysis_is_refused_rather_than_guessed() {
+        for answer in [
+            "I could not analyse this call.",
+            "{not json}",
+            r#"{"sentiment": "neutral"}"#,
+            r#"{"summary": "  ", "sentiment": "neutral"}"#,
+            r#"{"summary": "Fine.", "sentiment": "ecstatic"}"#,
+            r#"{"summary": "Fine.", "sentiment": "neutral", "extracted": "Tuesday"}"#,
+            "} backwards {",
+        ] {
+            assert!(parse_analysis(answer).is_err(), "{answer}");
+        }
+    }
+
+    fn agent(schema: serde_json::Value) -> AgentConfig {
+        AgentConfig {
+            id: actors::domain::AgentId::new(),
+            system_prompt: String::new(),
+            first_message: String::new(),
+            language: "en".to_owned(),
+            voice: String::new(),
+            llm_model: "the-agents-model".to_owned(),
+            tools: vec![],
+            transfer_number: None,
+            analysis_schema: match schema {
+                serde_json::Value::Object(map) => map,
+                _ => unreachable!(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_analysis_request_carries_the_schema_and_the_transcript_on_the_agents_model() {
+        let schema = json!({"type": "object", "properties": {"vehicle": {"type": "string"}}});
+        let transcript = [
+            (Speaker::Agent, "Thanks for calling!".to_owned()),
+            (Speaker::Customer, "My Civic needs tires.".to_owned()),
+        ];
+        let request = analysis_request(&agent(schema.clone()), &transcript);
+        assert_eq!(request.model, "the-agents-model");
+        assert!(request.tools.is_empty());
+        let [ChatMessage::System(instructions), ChatMessage::User(text)] =
+            request.messages.as_slice()
+        else {
+            panic!("{:?}", request.messages);
+        };
+        assert!(instructions.starts_with(ANALYSIS_INSTRUCTIONS));
+        assert!(instructions.contains(&schema.to_string()), "{instructions}");
+        assert_eq!(
+            text,
+            "Agent: Thanks for calling!\nCustomer: My Civic needs tires."
+        );
+
+        let request = analysis_request(&agent(json!({})), &transcript);
+        let ChatMessage::System(instructions) = &request.messages[0] else {
+            panic!();
+        };
+        assert!(instructions.contains("nothing is to be extracted"));
+    }
+
+    #[test]
+    fn a_very_long_transcript_keeps_its_end() {
+        let line = "x".repeat(1_000);
+        let transcript: Vec<(Speaker, String)> = (0..100)
+            .map(|i| (Speaker::Customer, format!("{i} {line}")))
+            .collect();
+        let text = transcript_text(&transcript);
+        assert!(text.chars().count() <= ANALYSIS_MAX_TRANSCRIPT_CHARS + 100);
+        assert!(text.starts_with("[the beginning of the call is left out]"));
+        assert!(text.ends_with(&format!("99 {line}")));
     }
 }

@@ -1,8 +1,10 @@
 //! Whole calls through the supervision tree with in-memory ports: several turns, barge-in,
-//! a tool call, crash isolation across 200 concurrent calls, admission and drain. Every test
+//! a tool call, crash isolation across 200 concurrent calls, admission and drain, and what
+//! is recorded after a call (usage, the model's analysis). Every test
 //! runs the runtime under a probe supervisor that fails the test on any escaped failure, with
 //! paused time so provider latencies cost no wall-clock time.
 
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,15 +12,16 @@ use actors::domain::{AgentId, CallId, TenantId, E164};
 use actors::knowledge::KnowledgeMsg;
 use actors::ports::TenantDirectory;
 use actors::ports::{
-    AgentConfig, CallInfo, CallOutcome, ChatMessage, KnowledgeChunk, LlmDelta, Speaker,
-    TenantConfig, Tool, ToolCall,
+    AgentConfig, CallInfo, CallOutcome, CallUsage, ChatMessage, KnowledgeChunk, LanguageModel,
+    LlmDelta, LlmRequest, LlmStream, PortResult, Sentiment, Speaker, SpeechToText, SttFeed,
+    SttInput, SttSession, TenantConfig, Tool, ToolCall,
 };
 use actors::testing::{
     FakePhone, HashEmbedder, MemoryCallLog, MemoryConversationStore, MemoryVectorStore, Probe,
     ScriptedLlm, ScriptedStt, StaticDirectory, ToneTts,
 };
 use ractor::ActorRef;
-use supervisors::call::{CallMsg, CallPhase, CallSettings};
+use supervisors::call::{CallMsg, CallPhase, CallSettings, ANALYSIS_INSTRUCTIONS};
 use supervisors::runtime::{Runtime, RuntimeArgs, RuntimePorts};
 use supervisors::tenant::Refusal;
 
@@ -29,6 +32,8 @@ struct World {
     runtime: Runtime,
     probe: Probe,
     stt: Arc<ScriptedStt>,
+    /// Frames of caller audio every session was fed, for usage.
+    stt_frames: Arc<AtomicU64>,
     llm: Arc<ScriptedLlm>,
     log: Arc<MemoryCallLog>,
     conversations: Arc<MemoryConversationStore>,
@@ -47,12 +52,70 @@ fn agent(tools: Vec<Tool>) -> AgentConfig {
         llm_model: "test-model".to_owned(),
         tools,
         transfer_number: Some(E164::parse("+14155550100").unwrap()),
+        analysis_schema: serde_json::Map::new(),
+    }
+}
+
+/// Speech-to-text that counts the frames of audio fed to it, then hands them to the
+/// scripted provider: the truth that recorded STT usage is checked against.
+struct CountingStt {
+    inner: Arc<ScriptedStt>,
+    frames: Arc<AtomicU64>,
+}
+
+struct CountingFeed {
+    inner: Box<dyn SttFeed>,
+    frames: Arc<AtomicU64>,
+}
+
+impl SttFeed for CountingFeed {
+    fn push(&mut self, input: SttInput) -> PortResult<()> {
+        if matches!(input, SttInput::Audio(_)) {
+            self.frames.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.push(input)
+    }
+}
+
+impl SpeechToText for CountingStt {
+    fn open(&self, call: &CallInfo, language: &str) -> SttSession {
+        let session = self.inner.open(call, language);
+        SttSession {
+            feed: Box::new(CountingFeed {
+                inner: session.feed,
+                frames: self.frames.clone(),
+            }),
+            events: session.events,
+        }
     }
 }
 
 async fn world(limit: usize, tools: Vec<Tool>, llm: ScriptedLlm) -> World {
+    let llm = Arc::new(llm);
+    world_with(limit, agent(tools), llm.clone(), llm).await
+}
+
+/// The post-call analysis request, as opposed to a reply to the caller.
+fn is_analysis(request: &LlmRequest) -> bool {
+    matches!(request.messages.first(), Some(ChatMessage::System(s)) if s.starts_with(ANALYSIS_INSTRUCTIONS))
+}
+
+/// The requests for replies to the caller, without the analysis.
+fn replies(llm: &ScriptedLlm) -> Vec<LlmRequest> {
+    llm.requests()
+        .into_iter()
+        .filter(|r| !is_analysis(r))
+        .collect()
+}
+
+/// A world whose model port is `model` (usually `llm` itself, or a wrapper of it).
+async fn world_with(
+    limit: usize,
+    agent: AgentConfig,
+    llm: Arc<ScriptedLlm>,
+    model: Arc<dyn LanguageModel>,
+) -> World {
     let tenant = TenantId::new();
-    let agent = agent(tools);
     let directory = Arc::new(StaticDirectory::default());
     directory.set(
         tenant,
@@ -63,12 +126,15 @@ async fn world(limit: usize, tools: Vec<Tool>, llm: ScriptedLlm) -> World {
         },
     );
     let stt = Arc::new(ScriptedStt::new(Duration::from_millis(150)));
-    let llm = Arc::new(llm);
+    let stt_frames = Arc::new(AtomicU64::new(0));
     let log = Arc::new(MemoryCallLog::default());
     let conversations = Arc::new(MemoryConversationStore::default());
     let ports = RuntimePorts {
-        stt: stt.clone(),
-        llm: llm.clone(),
+        stt: Arc::new(CountingStt {
+            inner: stt.clone(),
+            frames: stt_frames.clone(),
+        }),
+        llm: model,
         tts: Arc::new(ToneTts::new(Duration::from_millis(120))),
         call_log: log.clone(),
         conversations: conversations.clone(),
@@ -90,6 +156,7 @@ async fn world(limit: usize, tools: Vec<Tool>, llm: ScriptedLlm) -> World {
         runtime,
         probe,
         stt,
+        stt_frames,
         llm,
         log,
         conversations,
@@ -264,7 +331,7 @@ async fn a_call_of_several_turns_is_answered_recorded_and_remembered() {
 
     // The customer's history across calls now holds the conversation, and the next prompt
     // carries it.
-    let requests = world.llm.requests();
+    let requests = replies(&world.llm);
     let last = requests.last().unwrap();
     assert!(
         matches!(&last.messages[0], ChatMessage::System(s) if s == "You are the front desk of Acme Motors.")
@@ -337,6 +404,26 @@ async fn barge_in_stops_the_reply_clears_playback_and_keeps_only_what_was_heard(
             "Okay."
         ]
     );
+    // Every sentence that went to synthesis is billed, heard or not.
+    let usage = world
+        .log
+        .wait_for(info.call_id, |r| r.usage_records >= 1)
+        .await
+        .usage;
+    let synthesized = [
+        "Thanks for calling Acme Motors!",
+        "The first thing to know is our hours.",
+        "The second thing is our prices.",
+        "The third thing is our warranty.",
+        "Okay.",
+    ];
+    assert_eq!(
+        usage.tts_characters,
+        synthesized
+            .iter()
+            .map(|s| s.chars().count() as u64)
+            .sum::<u64>()
+    );
     world.shutdown().await;
 }
 
@@ -394,7 +481,7 @@ async fn a_tool_call_round_trip_answers_from_the_knowledge_base() {
     call.send_message(CallMsg::CallerHungUp).unwrap();
     let record = world.log.wait_for_end(info.call_id).await;
 
-    let requests = world.llm.requests();
+    let requests = replies(&world.llm);
     assert_eq!(
         requests.len(),
         2,
@@ -637,5 +724,287 @@ async fn a_child_restarted_within_its_budget_lets_the_call_go_on() {
         ],
         "the STT restart kept the utterance and the LLM restart resumed the reply"
     );
+    world.shutdown().await;
+}
+
+/// Replies echo the caller and cost 15 tokens; the analysis answers in a ```json fence, as
+/// models like to, and costs 120.
+fn echo_and_analyse(request: &LlmRequest) -> Vec<LlmDelta> {
+    if is_analysis(request) {
+        return vec![
+            LlmDelta::Text(
+                "```json\n{\"summary\": \"The caller booked a service for Tuesday.\", ".to_owned(),
+            ),
+            LlmDelta::Text(
+                "\"sentiment\": \"positive\", \"extracted\": {\"day\": \"Tuesday\"}}\n```"
+                    .to_owned(),
+            ),
+            LlmDelta::Usage {
+                prompt_tokens: 100,
+                completion_tokens: 20,
+            },
+        ];
+    }
+    let mut deltas = echo_reply(request);
+    deltas.push(LlmDelta::Usage {
+        prompt_tokens: 10,
+        completion_tokens: 5,
+    });
+    deltas
+}
+
+/// The schema the analysed agent extracts by.
+fn day_schema() -> serde_json::Value {
+    serde_json::json!({"type": "object", "properties": {"day": {"type": "string"}}})
+}
+
+fn analysed_agent() -> AgentConfig {
+    let mut agent = agent(vec![]);
+    agent.analysis_schema = day_schema().as_object().unwrap().clone();
+    agent
+}
+
+/// The transcript as the analysis is meant to read it.
+fn transcript_of(record: &actors::testing::RecordedCall) -> String {
+    let lines: Vec<String> = record
+        .turns
+        .iter()
+        .map(|t| match t.speaker {
+            Speaker::Customer => format!("Customer: {}", t.text),
+            _ => format!("Agent: {}", t.text),
+        })
+        .collect();
+    lines.join("\n")
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_finished_call_records_its_usage_and_the_models_analysis() {
+    let llm = Arc::new(ScriptedLlm::new(
+        Duration::from_millis(250),
+        echo_and_analyse,
+    ));
+    let world = world_with(5, analysed_agent(), llm.clone(), llm).await;
+    world.stt.script(
+        "+15550401",
+        &["I need a service appointment", "Tuesday at nine"],
+    );
+    let before_dial = tokio::time::Instant::now();
+    let (info, call, _phone) = world.dial("+15550401").await.unwrap();
+    let after_dial = tokio::time::Instant::now();
+    after_turns(&world.log, &info, &call, 1).await.unwrap();
+    for turn in 1..=2 {
+        speak(&call).await;
+        after_turns(&world.log, &info, &call, 1 + 2 * turn)
+            .await
+            .expect("reply played");
+    }
+    let hung_up = tokio::time::Instant::now();
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    let ended = world.log.wait_for_end(info.call_id).await;
+    let ended_at = tokio::time::Instant::now();
+    assert!(ended.analysis.is_none(), "the model is still writing it");
+
+    // The call's supervisor stops at once; the analysis it started goes on without it.
+    for _ in 0..100 {
+        if call.get_status() == ractor::ActorStatus::Stopped {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(call.get_status(), ractor::ActorStatus::Stopped);
+    let record = world
+        .log
+        .wait_for(info.call_id, |r| {
+            r.analysis.is_some() && r.usage_records == 2
+        })
+        .await;
+
+    let analysis = record.analysis.clone().unwrap();
+    assert_eq!(analysis.summary, "The caller booked a service for Tuesday.");
+    assert_eq!(analysis.sentiment, Sentiment::Positive);
+    assert_eq!(
+        serde_json::Value::Object(analysis.extracted),
+        serde_json::json!({"day": "Tuesday"})
+    );
+
+    let analyses: Vec<LlmRequest> = world
+        .llm
+        .requests()
+        .into_iter()
+        .filter(is_analysis)
+        .collect();
+    assert_eq!(analyses.len(), 1, "the call is analysed once");
+    let request = &analyses[0];
+    assert_eq!(request.model, "test-model", "on the agent's own model");
+    assert!(request.tools.is_empty());
+    let ChatMessage::System(instructions) = &request.messages[0] else {
+        panic!("{:?}", request.messages);
+    };
+    assert!(
+        instructions.contains(&day_schema().to_string()),
+        "the agent's schema is asked for: {instructions}"
+    );
+    assert_eq!(
+        request.messages[1],
+        ChatMessage::User(transcript_of(&record)),
+        "with the whole transcript"
+    );
+
+    let spoken: u64 = record
+        .turns
+        .iter()
+        .filter(|t| t.speaker == Speaker::Agent)
+        .map(|t| t.text.chars().count() as u64)
+        .sum();
+    let usage = record.usage;
+    assert_eq!(
+        usage,
+        CallUsage {
+            call_ms: usage.call_ms,
+            stt_ms: world.stt_frames.load(Ordering::SeqCst) * 20,
+            llm_tokens: 2 * 15 + 120,
+            tts_characters: spoken,
+        },
+        "two replies and the analysis in tokens, every frame heard, every character spoken"
+    );
+    assert!(usage.stt_ms > 0);
+    let at_least = hung_up.duration_since(after_dial).as_millis() as u64;
+    let at_most = ended_at.duration_since(before_dial).as_millis() as u64;
+    assert!(
+        (at_least..=at_most).contains(&usage.call_ms),
+        "{at_least} <= {} <= {at_most}",
+        usage.call_ms
+    );
+    assert_eq!(
+        record.usage_records, 2,
+        "the call's usage when it ended, the analysis's tokens after"
+    );
+    world.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_call_where_the_customer_said_nothing_is_not_analysed() {
+    let llm = Arc::new(ScriptedLlm::new(
+        Duration::from_millis(10),
+        echo_and_analyse,
+    ));
+    let world = world_with(5, analysed_agent(), llm.clone(), llm).await;
+    let (info, call, _phone) = world.dial("+15550402").await.unwrap();
+    after_turns(&world.log, &info, &call, 1).await.unwrap();
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    world
+        .log
+        .wait_for(info.call_id, |r| {
+            r.outcome.is_some() && r.usage_records == 1
+        })
+        .await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    let record = world.log.call(info.call_id).unwrap();
+    assert!(world.llm.requests().is_empty(), "nothing to analyse");
+    assert!(record.analysis.is_none());
+    assert_eq!(record.usage_records, 1);
+    let greeting = "Thanks for calling Acme Motors!".chars().count() as u64;
+    assert_eq!(record.usage.tts_characters, greeting);
+    assert_eq!((record.usage.stt_ms, record.usage.llm_tokens), (0, 0));
+    assert!(record.usage.call_ms > 0);
+    world.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unreadable_analysis_records_nothing_and_harms_nothing() {
+    // The model answers the analysis like a caller: no JSON at all.
+    let world = world(
+        5,
+        vec![],
+        ScriptedLlm::new(Duration::from_millis(10), echo_reply),
+    )
+    .await;
+    world.stt.script("+15550403", &["Just a question"]);
+    let (info, call, _phone) = world.dial("+15550403").await.unwrap();
+    after_turns(&world.log, &info, &call, 1).await.unwrap();
+    speak(&call).await;
+    after_turns(&world.log, &info, &call, 3).await.unwrap();
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    world.log.wait_for_end(info.call_id).await;
+    for _ in 0..100 {
+        if world.llm.requests().iter().any(is_analysis) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(world.llm.requests().iter().any(is_analysis));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    let record = world.log.call(info.call_id).unwrap();
+    assert_eq!(record.outcome, Some(CallOutcome::Completed));
+    assert_eq!(record.ends, 1);
+    assert!(record.analysis.is_none());
+    world.shutdown().await;
+}
+
+/// Sets its flag when dropped: tells a test that a stream was given up.
+struct DropFlag(Arc<AtomicBool>);
+
+impl Drop for DropFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A model that replies to the caller but never finishes an analysis: its analysis stream
+/// stays open until dropped.
+struct SilentAnalyst {
+    replies: Arc<ScriptedLlm>,
+    dropped: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl LanguageModel for SilentAnalyst {
+    async fn stream(&self, request: LlmRequest) -> PortResult<LlmStream> {
+        if !is_analysis(&request) {
+            return self.replies.stream(request).await;
+        }
+        let flag = DropFlag(self.dropped.clone());
+        let never = futures::stream::pending::<PortResult<LlmDelta>>();
+        Ok(Box::pin(futures::StreamExt::map(never, move |delta| {
+            let _ = &flag;
+            delta
+        })))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_analysis_that_never_comes_is_given_up_at_its_deadline() {
+    let llm = Arc::new(ScriptedLlm::new(
+        Duration::from_millis(10),
+        echo_and_analyse,
+    ));
+    let dropped = Arc::new(AtomicBool::new(false));
+    let model = Arc::new(SilentAnalyst {
+        replies: llm.clone(),
+        dropped: dropped.clone(),
+    });
+    let world = world_with(5, analysed_agent(), llm, model).await;
+    world.stt.script("+15550404", &["Just a question"]);
+    let (info, call, _phone) = world.dial("+15550404").await.unwrap();
+    after_turns(&world.log, &info, &call, 1).await.unwrap();
+    speak(&call).await;
+    after_turns(&world.log, &info, &call, 3).await.unwrap();
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    world.log.wait_for_end(info.call_id).await;
+
+    tokio::time::sleep(Duration::from_secs(55)).await;
+    assert!(
+        !dropped.load(Ordering::SeqCst),
+        "still waiting for the model"
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert!(dropped.load(Ordering::SeqCst), "given up after a minute");
+    let record = world.log.call(info.call_id).unwrap();
+    assert_eq!(record.outcome, Some(CallOutcome::Completed));
+    assert!(record.analysis.is_none());
+    assert_eq!(record.usage_records, 1, "no tokens were reported for it");
+    assert_eq!(record.usage.llm_tokens, 15);
     world.shutdown().await;
 }

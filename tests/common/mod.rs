@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod fake_twilio;
+
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -125,6 +127,42 @@ impl TestApp {
             .await
     }
 
+    /// Posts the voice webhook with an optional signature; returns status, content type and
+    /// body.
+    pub async fn post_voice(
+        &self,
+        params: &[(String, String)],
+        signature: Option<String>,
+    ) -> (StatusCode, String, String) {
+        let mut req = self
+            .client
+            .post(format!("{}/twilio/voice", self.base))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .body(serde_urlencoded::to_string(params).unwrap());
+        if let Some(signature) = signature {
+            req = req.header(switchboard::twilio::signature::SIGNATURE_HEADER, signature);
+        }
+        let res = req.send().await.unwrap();
+        let status = res.status();
+        let content_type = res
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        (status, content_type, res.text().await.unwrap())
+    }
+
+    /// Posts a voice webhook signed as Twilio would for this server's own URL.
+    pub async fn ring(&self, call_sid: &str, from: &str, to: &str) -> (StatusCode, String) {
+        let params = voice_params(call_sid, from, to);
+        let signature = twilio_signature(&format!("{}/twilio/voice", self.base), &params);
+        let (status, _, body) = self.post_voice(&params, Some(signature)).await;
+        (status, body)
+    }
+
     pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.call(Method::DELETE, path, Some(token), None).await
     }
@@ -215,6 +253,66 @@ impl TestApp {
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_str().unwrap().to_owned()
     }
+}
+
+/// The Twilio auth token test servers are started with.
+pub const TWILIO_TOKEN: &str = "twilio-test-auth-token";
+
+/// The form parameters Twilio posts to the voice webhook for an inbound call.
+pub fn voice_params(call_sid: &str, from: &str, to: &str) -> Vec<(String, String)> {
+    [
+        ("AccountSid", "AC0123456789abcdef0123456789abcdef"),
+        ("ApiVersion", "2010-04-01"),
+        ("CallSid", call_sid),
+        ("CallStatus", "ringing"),
+        ("Direction", "inbound"),
+        ("From", from),
+        ("To", to),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// The `X-Twilio-Signature` Twilio would send with these parameters to `url`.
+pub fn twilio_signature(url: &str, params: &[(String, String)]) -> String {
+    switchboard::twilio::signature::sign(
+        &secrecy::SecretString::from(TWILIO_TOKEN.to_owned()),
+        url,
+        params,
+    )
+}
+
+/// A fresh Twilio CallSid.
+pub fn call_sid() -> String {
+    format!("CA{}", uuid::Uuid::new_v4().simple())
+}
+
+/// A server that runs phone calls: Twilio webhooks signed with [`TWILIO_TOKEN`], OpenAI and
+/// ElevenLabs played by the provider emulator with `script`, plus any `flags`.
+pub async fn spawn_voice_app(
+    script: switchboard::emulator::EmulatorScript,
+    flags: &[&str],
+) -> (TestApp, switchboard::emulator::EmulatorHandle) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let emulator = switchboard::emulator::Emulator::start(listener, script);
+    let openai = emulator.openai_base_url();
+    let elevenlabs = emulator.base_url();
+    let mut all = vec![
+        "--twilio-auth-token",
+        TWILIO_TOKEN,
+        "--openai-api-key",
+        "sk-test",
+        "--openai-base-url",
+        &openai,
+        "--elevenlabs-api-key",
+        "xi-test",
+        "--elevenlabs-base-url",
+        &elevenlabs,
+    ];
+    all.extend_from_slice(flags);
+    let app = spawn_app_with(&all).await;
+    (app, emulator)
 }
 
 /// A valid password for test accounts.

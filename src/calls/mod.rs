@@ -1,0 +1,403 @@
+//! Phone calls on the server side: the runtime started with the real providers, the stream
+//! tokens, and the calls waiting for their media stream. The voice webhook and the media
+//! socket (`http::twilio`, `http::media`) are thin layers over [`CallService`].
+//!
+//! The service exists only when the speech and language providers are configured
+//! (`OPENAI_API_KEY`, `ELEVENLABS_API_KEY`); without it, calls are answered with a polite
+//! "not set up yet".
+
+pub mod leg;
+pub mod token;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use std::sync::OnceLock;
+
+use actors::domain::{AgentId, CallId, PhoneNumberId, TenantId, E164};
+use actors::ports::{
+    CallInfo, KnowledgeChunk, KnowledgeHit, KnowledgeQuery, PortError, PortResult, VectorStore,
+};
+use anyhow::Context;
+use async_trait::async_trait;
+use supervisors::call::CallSettings;
+use supervisors::runtime::{Runtime, RuntimeArgs, RuntimePorts};
+use supervisors::tenant::Refusal;
+
+use crate::providers::elevenlabs::{ElevenLabsConfig, ElevenLabsTts};
+use crate::providers::openai::{OpenAiClient, OpenAiConfig, OpenAiEmbedder, OpenAiLlm, OpenAiStt};
+use crate::settings::{Settings, VoiceProviders};
+use crate::store::{Direction, NewCall, NumberRoute, PhoneNumber, Store, StoreError};
+use crate::twilio::rest::{StatusCallback, TwilioClient, TwilioError};
+use crate::twilio::twiml::{Connect, Stream, TwimlError, VoiceResponse};
+use leg::{PendingLeg, PendingLegs, TwilioLeg};
+use supervisors::call::CallMsg;
+use token::{
+    StreamGrant, StreamTokens, INBOUND_STREAM_TTL_SECS, OUTBOUND_STREAM_TTL_SECS,
+    STREAM_TOKEN_PARAMETER,
+};
+
+/// Longest wait for a REST request to Twilio.
+const TWILIO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The TwiML that connects a call to our media socket with its stream token.
+pub fn stream_twiml(public_url: &str, token: String) -> Result<String, TwimlError> {
+    let socket_base = match public_url.strip_prefix("https://") {
+        Some(rest) => format!("wss://{rest}"),
+        None => format!("ws://{}", public_url.trim_start_matches("http://")),
+    };
+    let stream = Stream::new(format!("{socket_base}/twilio/media"))?
+        .parameter(STREAM_TOKEN_PARAMETER, token);
+    Ok(VoiceResponse::new()
+        .connect(Connect::stream(stream))
+        .to_xml())
+}
+
+fn new_call(
+    call: &CallInfo,
+    call_sid: &str,
+    phone_number: PhoneNumberId,
+    direction: Direction,
+) -> NewCall {
+    NewCall {
+        id: call.call_id,
+        call_sid: call_sid.to_owned(),
+        agent: call.agent,
+        phone_number,
+        direction,
+        from: match direction {
+            Direction::Inbound => call.customer.clone(),
+            Direction::Outbound => call.business_number.to_string(),
+        },
+        to: match direction {
+            Direction::Inbound => call.business_number.clone(),
+            Direction::Outbound => {
+                E164::parse(&call.customer).unwrap_or_else(|_| call.business_number.clone())
+            }
+        },
+    }
+}
+
+/// An outbound call Twilio accepted.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub struct OutboundCall {
+    /// Our id of the call.
+    #[schema(value_type = String, format = Uuid)]
+    pub id: CallId,
+    /// Twilio's CallSid.
+    pub call_sid: String,
+}
+
+/// Why an outbound call was not placed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboundError {
+    /// Twilio's REST API is not configured.
+    #[error("outbound calls need TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN")]
+    NotConfigured,
+    /// The runtime did not admit the call.
+    #[error(transparent)]
+    Refused(Refusal),
+    /// Twilio refused or failed the dial.
+    #[error(transparent)]
+    Twilio(TwilioError),
+    /// The stream URL could not be built from `PUBLIC_URL`.
+    #[error("PUBLIC_URL gives no usable media stream URL: {0}")]
+    Twiml(TwimlError),
+    /// The call could not be recorded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How the voice webhook should answer a ringing call.
+pub enum Answer {
+    /// Connect the call's media stream, passing this token (see [`stream_twiml`]).
+    Stream {
+        /// The stream token for the `<Parameter>`.
+        token: String,
+    },
+    /// The call was not admitted.
+    Refused {
+        /// Why.
+        refusal: Refusal,
+        /// Where the agent sends callers it cannot take, if anywhere.
+        fallback: Option<E164>,
+    },
+}
+
+/// The runtime and everything a call needs on the server side.
+pub struct CallService {
+    runtime: Runtime,
+    tokens: StreamTokens,
+    legs: PendingLegs,
+    twilio: Option<TwilioClient>,
+}
+
+impl CallService {
+    /// Starts the runtime with the configured providers, or returns `None` when there are
+    /// none.
+    pub async fn start(settings: &Settings, store: &Store) -> anyhow::Result<Option<Arc<Self>>> {
+        let Some(voice) = &settings.voice else {
+            return Ok(None);
+        };
+        let twilio = match (&settings.twilio_rest, &settings.twilio_auth_token) {
+            (Some(rest), Some(token)) => Some(
+                TwilioClient::with_options(
+                    rest.account_sid.clone(),
+                    token.clone(),
+                    &rest.api_base,
+                    TWILIO_TIMEOUT,
+                )
+                .context("TWILIO_ACCOUNT_SID or TWILIO_API_BASE")?,
+            ),
+            _ => None,
+        };
+        let runtime = Runtime::start(
+            RuntimeArgs {
+                ports: provider_ports(voice, store)?,
+                settings: CallSettings::default(),
+            },
+            None,
+        )
+        .await
+        .context("starting the call runtime")?;
+        Ok(Some(Arc::new(Self {
+            runtime,
+            tokens: StreamTokens::new(&settings.jwt_secret),
+            legs: PendingLegs::default(),
+            twilio,
+        })))
+    }
+
+    /// The runtime, for configuration changes, live counts and draining.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
+    }
+
+    /// Stream tokens, for the media socket.
+    pub fn tokens(&self) -> &StreamTokens {
+        &self.tokens
+    }
+
+    /// Records a call Twilio is ringing us with and starts its agent, or says why not. The
+    /// call's greeting is prepared while Twilio opens the stream.
+    pub async fn answer_inbound(
+        &self,
+        store: &Store,
+        route: &NumberRoute,
+        call_sid: &str,
+        from: &str,
+        to: &E164,
+    ) -> Result<Answer, StoreError> {
+        let call = CallInfo {
+            call_id: CallId::new(),
+            tenant: route.tenant,
+            agent: route.agent,
+            customer: from.to_owned(),
+            business_number: to.clone(),
+        };
+        store
+            .create_call(
+                route.tenant,
+                &new_call(&call, call_sid, route.phone_number, Direction::Inbound),
+            )
+            .await?;
+        let sid = Arc::new(OnceLock::from(call_sid.to_owned()));
+        match self.start_leg(&call, sid, INBOUND_STREAM_TTL_SECS).await {
+            Ok(token) => Ok(Answer::Stream { token }),
+            Err(refusal) => {
+                tracing::warn!(call_sid, tenant_id = %route.tenant, %refusal, "call refused");
+                store
+                    .refuse_call(route.tenant, call.call_id, &refusal.to_string())
+                    .await?;
+                let fallback = store
+                    .agent(route.tenant, route.agent)
+                    .await
+                    .ok()
+                    .and_then(|agent| agent.draft.transfer_number);
+                Ok(Answer::Refused { refusal, fallback })
+            }
+        }
+    }
+
+    /// Dials `to` from the tenant's number `from` with `agent` talking: the call is admitted
+    /// first (so a tenant at its limit dials nobody), then Twilio is asked to place it with
+    /// TwiML that connects the media stream once the callee answers.
+    pub async fn place_outbound(
+        &self,
+        store: &Store,
+        public_url: &str,
+        tenant: TenantId,
+        agent: AgentId,
+        from: &PhoneNumber,
+        to: &E164,
+    ) -> Result<OutboundCall, OutboundError> {
+        let twilio = self.twilio.as_ref().ok_or(OutboundError::NotConfigured)?;
+        let call = CallInfo {
+            call_id: CallId::new(),
+            tenant,
+            agent,
+            customer: to.to_string(),
+            business_number: from.draft.number.clone(),
+        };
+        let placeholder_sid = format!("pending-{}", call.call_id);
+        store
+            .create_call(
+                call.tenant,
+                &new_call(&call, &placeholder_sid, from.id, Direction::Outbound),
+            )
+            .await?;
+        let sid = Arc::new(OnceLock::new());
+        let token = match self
+            .start_leg(&call, sid.clone(), OUTBOUND_STREAM_TTL_SECS)
+            .await
+        {
+            Ok(token) => token,
+            Err(refusal) => {
+                store
+                    .refuse_call(call.tenant, call.call_id, &refusal.to_string())
+                    .await?;
+                return Err(OutboundError::Refused(refusal));
+            }
+        };
+        let twiml = stream_twiml(public_url, token).map_err(OutboundError::Twiml)?;
+        let callback = StatusCallback::all(format!("{public_url}/twilio/voice/status"));
+        let placed = twilio
+            .create_call(to, &from.draft.number, &twiml, Some(&callback))
+            .await;
+        let resource = match placed {
+            Ok(resource) => resource,
+            Err(error) => {
+                if let Some(leg) = self.legs.claim(&placeholder_sid) {
+                    let _ = leg.call.send_message(CallMsg::CallerHungUp);
+                }
+                store
+                    .refuse_call(call.tenant, call.call_id, &error.to_string())
+                    .await?;
+                return Err(OutboundError::Twilio(error));
+            }
+        };
+        store
+            .set_call_sid(call.tenant, call.call_id, &resource.sid)
+            .await?;
+        let _ = sid.set(resource.sid.clone());
+        self.legs.rename(&placeholder_sid, resource.sid.clone());
+        Ok(OutboundCall {
+            id: call.call_id,
+            call_sid: resource.sid,
+        })
+    }
+
+    /// Starts the agent of `call` on a Twilio leg and parks the leg until its stream
+    /// connects; returns the stream token.
+    async fn start_leg(
+        &self,
+        call: &CallInfo,
+        sid: Arc<OnceLock<String>>,
+        ttl_secs: i64,
+    ) -> Result<String, Refusal> {
+        let (leg, commands) = TwilioLeg::new(
+            sid.clone(),
+            self.twilio.clone(),
+            call.customer.clone(),
+            call.business_number.clone(),
+        );
+        let actor = self.runtime.start_call(call.clone(), Arc::new(leg)).await?;
+        let parked_as = sid
+            .get()
+            .cloned()
+            .unwrap_or_else(|| format!("pending-{}", call.call_id));
+        self.legs.park(
+            parked_as,
+            PendingLeg {
+                call_id: call.call_id,
+                call: actor,
+                commands,
+            },
+            Duration::from_secs(ttl_secs.unsigned_abs()),
+        );
+        Ok(self.tokens.issue(
+            &StreamGrant {
+                call_sid: sid.get().cloned(),
+                call_id: call.call_id,
+                tenant: call.tenant,
+                agent: call.agent,
+                customer: call.customer.clone(),
+                business_number: call.business_number.to_string(),
+            },
+            ttl_secs,
+        ))
+    }
+
+    /// The call waiting for this stream, if the token's call is the one waiting; taken so
+    /// no second socket can have it.
+    pub fn claim_leg(&self, call_sid: &str, call_id: CallId) -> Option<PendingLeg> {
+        self.legs.claim_for(call_sid, call_id)
+    }
+
+    /// Twilio reported a call over before its stream connected (no answer, busy, hung up
+    /// while ringing): its agent stops now rather than at the stream timeout.
+    pub fn stream_never_came(&self, call_sid: &str) {
+        if let Some(leg) = self.legs.claim(call_sid) {
+            let _ = leg.call.send_message(CallMsg::CallerHungUp);
+        }
+    }
+
+    /// A tenant's agents or limits changed: calls admitted from now on use the new ones.
+    pub fn config_changed(&self, tenant: TenantId) {
+        self.runtime.config_changed(tenant);
+    }
+
+    /// Stops admitting calls, waits up to `deadline` for live ones, then stops the runtime.
+    pub async fn shut_down(&self, deadline: Duration) {
+        match self.runtime.drain(deadline).await {
+            Ok(0) => {}
+            Ok(live) => tracing::warn!(live, "calls still live at shutdown are cut off"),
+            Err(error) => tracing::warn!(%error, "the runtime did not drain"),
+        }
+        self.runtime.stop().await;
+    }
+}
+
+/// The real adapters behind the runtime's ports.
+fn provider_ports(voice: &VoiceProviders, store: &Store) -> anyhow::Result<RuntimePorts> {
+    let mut openai = OpenAiConfig::new(voice.openai_api_key.clone());
+    openai.base_url = voice.openai_base_url.clone();
+    openai.stt_model = voice.openai_stt_model.clone();
+    openai.timeout = voice.timeout;
+    let openai = OpenAiClient::new(openai).context("OPENAI_API_KEY")?;
+    let mut elevenlabs = ElevenLabsConfig::new(voice.elevenlabs_api_key.clone())
+        .with_base_url(voice.elevenlabs_base_url.clone());
+    elevenlabs.model_id = voice.elevenlabs_model.clone();
+    elevenlabs.first_byte_timeout = voice.timeout;
+    let tts = ElevenLabsTts::new(elevenlabs).context("ELEVENLABS_API_KEY")?;
+    let store = Arc::new(store.clone());
+    Ok(RuntimePorts {
+        stt: Arc::new(OpenAiStt::new(openai.clone())),
+        llm: Arc::new(OpenAiLlm::new(openai.clone())),
+        tts: Arc::new(tts),
+        call_log: store.clone(),
+        conversations: store.clone(),
+        vectors: Arc::new(NoKnowledgeBase),
+        embedder: Some(Arc::new(OpenAiEmbedder::new(openai))),
+        directory: store,
+    })
+}
+
+/// The knowledge base until documents can be uploaded: every search finds nothing, so the
+/// agent says it does not know rather than inventing an answer.
+struct NoKnowledgeBase;
+
+#[async_trait]
+impl VectorStore for NoKnowledgeBase {
+    async fn upsert(&self, _: TenantId, _: Vec<KnowledgeChunk>) -> PortResult<()> {
+        Err(PortError::Refused(
+            "this server has no knowledge base store".to_owned(),
+        ))
+    }
+    async fn search(&self, _: TenantId, _: KnowledgeQuery) -> PortResult<Vec<KnowledgeHit>> {
+        Ok(Vec::new())
+    }
+    async fn delete_document(&self, _: TenantId, _: &str) -> PortResult<()> {
+        Ok(())
+    }
+}

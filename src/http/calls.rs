@@ -1,0 +1,115 @@
+//! `/v1/calls`: placing outbound calls. An agent phones a customer from one of the tenant's
+//! numbers; the call is admitted like an inbound one, then Twilio dials it.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::Deserialize;
+use supervisors::tenant::Refusal;
+use utoipa::ToSchema;
+
+use super::error::{ApiError, Problem};
+use super::extract::{Json, Staff};
+use super::AppState;
+use crate::calls::{OutboundCall, OutboundError};
+use actors::domain::{AgentId, PhoneNumberId, E164};
+
+/// What to dial.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceCall {
+    /// The customer's number, E.164.
+    pub to: String,
+    /// The agent who talks.
+    #[schema(value_type = String, format = Uuid)]
+    pub agent_id: AgentId,
+    /// The tenant's number to call from; by default the first number the agent answers.
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub from_number_id: Option<PhoneNumberId>,
+}
+
+/// Places an outbound call (any role but viewer). 429 when the tenant is at its limit of
+/// live calls; 502 when Twilio refuses the dial; 503 when Twilio or the providers are not
+/// configured on this server.
+#[utoipa::path(post, path = "/v1/calls", tag = "calls", security(("bearer" = [])), request_body = PlaceCall,
+    responses((status = 201, body = OutboundCall), (status = 403, body = Problem), (status = 404, body = Problem),
+        (status = 422, body = Problem), (status = 429, body = Problem), (status = 502, body = Problem),
+        (status = 503, body = Problem)))]
+pub async fn place(
+    State(state): State<AppState>,
+    staff: Staff,
+    Json(body): Json<PlaceCall>,
+) -> Result<(StatusCode, axum::Json<OutboundCall>), ApiError> {
+    if !staff.0.role.can_handle_customers() {
+        return Err(ApiError::forbidden(format!(
+            "placing calls needs the owner, admin or agent role; you are {}",
+            staff.0.role
+        )));
+    }
+    let to = E164::parse(&body.to)
+        .map_err(|e| ApiError::field("to", format!("is not an E.164 number: {e}")))?;
+    let tenant = staff.tenant();
+    // The agent must be the tenant's (404 otherwise, like any other tenant's resource).
+    state.store.agent(tenant, body.agent_id).await?;
+    let Some(calls) = &state.calls else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "phone calls are not configured here: set OPENAI_API_KEY and ELEVENLABS_API_KEY",
+        ));
+    };
+    let numbers = state.store.phone_numbers(tenant).await?;
+    let from = match body.from_number_id {
+        Some(id) => numbers.into_iter().find(|n| n.id == id).ok_or_else(|| {
+            ApiError::field("from_number_id", "is not one of this tenant's numbers")
+        })?,
+        None => numbers
+            .into_iter()
+            .find(|n| n.draft.agent_id == body.agent_id)
+            .ok_or_else(|| {
+                ApiError::field(
+                    "agent_id",
+                    "no number is answered by this agent; pass from_number_id",
+                )
+            })?,
+    };
+    let placed = calls
+        .place_outbound(
+            &state.store,
+            &state.public_url,
+            tenant,
+            body.agent_id,
+            &from,
+            &to,
+        )
+        .await;
+    match placed {
+        Ok(call) => {
+            tracing::info!(call_id = %call.id, call_sid = %call.call_sid, "outbound call placed");
+            Ok((StatusCode::CREATED, axum::Json(call)))
+        }
+        Err(OutboundError::NotConfigured) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            OutboundError::NotConfigured.to_string(),
+        )),
+        Err(OutboundError::Refused(refusal @ Refusal::AtCapacity(_))) => Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            refusal.to_string(),
+        )),
+        Err(OutboundError::Refused(Refusal::UnknownAgent)) => Err(ApiError::field(
+            "agent_id",
+            "is not an agent that can take calls",
+        )),
+        Err(OutboundError::Refused(other)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            other.to_string(),
+        )),
+        Err(error @ OutboundError::Twilio(_)) => {
+            tracing::warn!(%error, "Twilio refused an outbound call");
+            Err(ApiError::new(StatusCode::BAD_GATEWAY, error.to_string()))
+        }
+        Err(error @ OutboundError::Twiml(_)) => Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            error.to_string(),
+        )),
+        Err(OutboundError::Store(error)) => Err(error.into()),
+    }
+}

@@ -1,0 +1,216 @@
+//! `GET /twilio/media`: the Media Streams WebSocket (PROTOCOLS.md §3). Twilio opens it after
+//! the voice webhook's `<Connect><Stream>`; the socket is accepted only when `start` carries
+//! a valid stream token for the same CallSid, and is then the call's phone line: caller audio
+//! in 20 ms frames, marks and key presses go to the call's actor, and the actor's audio,
+//! marks and `clear`s go back out.
+//!
+//! Refusals close the socket with a code and a reason: 1008 for a missing, wrong or
+//! expired token or a call that is not waiting, 1009 for a message over 64 KiB, 1003 for a
+//! binary frame, 1007 for a first message that is not a Media Streams message.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::ws::{close_code, CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Response;
+use supervisors::call::CallMsg;
+
+use super::error::{ApiError, Problem};
+use super::AppState;
+use crate::calls::leg::{LegCommand, PendingLeg};
+use crate::calls::token::STREAM_TOKEN_PARAMETER;
+use crate::calls::CallService;
+use crate::twilio::media::{
+    encode_clear, encode_mark, encode_media, parse_inbound, FrameAssembler, Inbound, Track,
+};
+
+/// Largest message accepted; Twilio's are under 1 KiB.
+const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// How long Twilio has to send `start` after opening the socket.
+const START_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Opens a call's media stream.
+#[utoipa::path(get, path = "/twilio/media", tag = "twilio",
+    responses((status = 101, description = "WebSocket carrying Twilio Media Streams messages"),
+        (status = 400, description = "not a WebSocket upgrade", body = Problem),
+        (status = 503, description = "phone calls are not configured on this server", body = Problem)))]
+pub async fn media(
+    State(state): State<AppState>,
+    upgrade: WebSocketUpgrade,
+) -> Result<Response, ApiError> {
+    let Some(calls) = state.calls.clone() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "phone calls are not configured here: set OPENAI_API_KEY and ELEVENLABS_API_KEY",
+        ));
+    };
+    Ok(upgrade
+        .max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| stream(socket, calls)))
+}
+
+/// Why a socket is being closed.
+struct Close(u16, String);
+
+impl Close {
+    fn policy(reason: impl Into<String>) -> Self {
+        Self(close_code::POLICY, reason.into())
+    }
+}
+
+async fn close(mut socket: WebSocket, Close(code, reason): Close) {
+    tracing::info!(code, %reason, "closing a media stream");
+    let _ = socket
+        .send(Message::Close(Some(CloseFrame {
+            code,
+            reason: reason.into(),
+        })))
+        .await;
+}
+
+/// A receive error: a message over the limit gets its own code; anything else means the
+/// connection is gone.
+fn receive_error(error: &axum::Error) -> Close {
+    let text = error.to_string();
+    if text.contains("too long") || text.contains("Space limit") {
+        Close(close_code::SIZE, "a message is larger than 64 KiB".into())
+    } else {
+        Close(close_code::PROTOCOL, "the connection failed".into())
+    }
+}
+
+async fn stream(mut socket: WebSocket, calls: Arc<CallService>) {
+    let started = tokio::time::timeout(START_TIMEOUT, handshake(&mut socket, &calls)).await;
+    let (stream_sid, leg) = match started {
+        Ok(Ok(accepted)) => accepted,
+        Ok(Err(refusal)) => return close(socket, refusal).await,
+        Err(_) => return close(socket, Close::policy("no `start` message within 10 s")).await,
+    };
+    if let Some(refusal) = carry(&mut socket, &stream_sid, leg).await {
+        close(socket, refusal).await;
+    }
+}
+
+/// Reads `connected` and `start`, checks the token and claims the call.
+async fn handshake(
+    socket: &mut WebSocket,
+    calls: &CallService,
+) -> Result<(String, PendingLeg), Close> {
+    loop {
+        let text = match socket.recv().await {
+            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Binary(_))) => {
+                return Err(Close(
+                    close_code::UNSUPPORTED,
+                    "Media Streams messages are text".into(),
+                ))
+            }
+            Some(Ok(_)) => continue,
+            Some(Err(error)) => return Err(receive_error(&error)),
+            None => return Err(Close(close_code::NORMAL, "closed before `start`".into())),
+        };
+        match parse_inbound(&text) {
+            Ok(Inbound::Connected(_)) => {}
+            Ok(Inbound::Start(start)) => {
+                let meta = start.start;
+                let token = meta
+                    .custom_parameters
+                    .get(STREAM_TOKEN_PARAMETER)
+                    .map(String::as_str);
+                let grant = calls
+                    .tokens()
+                    .verify(token, &meta.call_sid)
+                    .map_err(|e| Close::policy(e.to_string()))?;
+                let leg = calls
+                    .claim_leg(&meta.call_sid, grant.call_id)
+                    .ok_or_else(|| Close::policy("this call is not waiting for a media stream"))?;
+                tracing::info!(call_sid = %meta.call_sid, stream_sid = %start.stream_sid, "media stream connected");
+                return Ok((start.stream_sid, leg));
+            }
+            Ok(other) => {
+                return Err(Close::policy(format!(
+                    "expected `start`, got `{}`",
+                    event_name(&other)
+                )))
+            }
+            Err(error) => return Err(Close(close_code::INVALID, error.to_string())),
+        }
+    }
+}
+
+fn event_name(message: &Inbound) -> &'static str {
+    match message {
+        Inbound::Connected(_) => "connected",
+        Inbound::Start(_) => "start",
+        Inbound::Media(_) => "media",
+        Inbound::Dtmf(_) => "dtmf",
+        Inbound::Mark(_) => "mark",
+        Inbound::Stop(_) => "stop",
+    }
+}
+
+/// Carries the call until one side ends it. Returns how to close the socket when this side
+/// must close it.
+async fn carry(socket: &mut WebSocket, stream_sid: &str, leg: PendingLeg) -> Option<Close> {
+    let PendingLeg {
+        call, mut commands, ..
+    } = leg;
+    let mut frames = FrameAssembler::new();
+    let refusal = loop {
+        tokio::select! {
+            inbound = socket.recv() => {
+                let text = match inbound {
+                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Binary(_))) => {
+                        break Some(Close(close_code::UNSUPPORTED, "Media Streams messages are text".into()))
+                    }
+                    Some(Ok(Message::Close(_))) | None => break None,
+                    Some(Ok(_)) => continue,
+                    Some(Err(error)) => break Some(receive_error(&error)),
+                };
+                match parse_inbound(&text) {
+                    Ok(Inbound::Media(media)) if media.media.track == Track::Inbound => {
+                        match frames.push_base64(&media.media.payload) {
+                            Ok(ready) => {
+                                for frame in ready {
+                                    let _ = call.send_message(CallMsg::Audio(*frame));
+                                }
+                            }
+                            Err(error) => tracing::warn!(%error, "skipped a media message"),
+                        }
+                    }
+                    Ok(Inbound::Mark(mark)) => {
+                        let _ = call.send_message(CallMsg::Marked(mark.mark.name));
+                    }
+                    Ok(Inbound::Dtmf(dtmf)) => {
+                        if let Some(digit) = dtmf.dtmf.digit.chars().next() {
+                            let _ = call.send_message(CallMsg::Dtmf(digit));
+                        }
+                    }
+                    Ok(Inbound::Stop(_)) => break None,
+                    Ok(_) => {}
+                    Err(error) => tracing::warn!(%error, "ignored a media stream message"),
+                }
+            }
+            command = commands.recv() => {
+                let text = match command {
+                    Some(LegCommand::Audio(audio)) => encode_media(stream_sid, &audio),
+                    Some(LegCommand::Mark(name)) => encode_mark(stream_sid, &name),
+                    Some(LegCommand::Clear) => encode_clear(stream_sid),
+                    // The call ended itself: no hang-up to report back.
+                    Some(LegCommand::HangUp) | None => {
+                        return Some(Close(close_code::NORMAL, "the call has ended".into()))
+                    }
+                };
+                if socket.send(Message::Text(text.into())).await.is_err() {
+                    break None;
+                }
+            }
+        }
+    };
+    let _ = call.send_message(CallMsg::CallerHungUp);
+    refusal
+}

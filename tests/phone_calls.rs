@@ -1,0 +1,415 @@
+//! Phone calls over real sockets: the voice webhook admits a call and connects its Media
+//! Stream, the media socket takes only the stream token of its own call, and a tenant at its
+//! limit sends callers to its fallback number or tells them the lines are busy.
+
+mod common;
+
+use base64::Engine;
+use common::fake_twilio::{FakeTwilio, ACCOUNT};
+use common::{call_sid, spawn_voice_app, unique_number, Login, TestApp};
+use futures::{SinkExt, StreamExt};
+use reqwest::StatusCode;
+use serde_json::json;
+use switchboard::emulator::EmulatorScript;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::Message;
+
+const OUTBOUND_SID: &str = "CA1f0123456789abcdef0123456789abcd";
+
+type Socket =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A tenant with one agent on one number.
+struct Line {
+    owner: Login,
+    agent: String,
+    number: String,
+}
+
+async fn line(app: &TestApp) -> Line {
+    let owner = app.register("Acme Motors").await;
+    let agent = app.create_agent(&owner, "Front desk").await;
+    let number = unique_number();
+    app.create_number(&owner, &number, &agent).await;
+    Line {
+        owner,
+        agent,
+        number,
+    }
+}
+
+/// The value of the stream's `token` parameter in a TwiML answer.
+fn stream_token(twiml: &str) -> String {
+    let start = twiml
+        .find(r#"name="token" value=""#)
+        .unwrap_or_else(|| panic!("no token parameter in {twiml}"))
+        + r#"name="token" value=""#.len();
+    let end = start + twiml[start..].find('"').unwrap();
+    twiml[start..end].to_owned()
+}
+
+async fn open_socket(app: &TestApp) -> Socket {
+    let url = format!("{}/twilio/media", app.base.replace("http://", "ws://"));
+    tokio_tungstenite::connect_async(url).await.unwrap().0
+}
+
+/// Sends `connected` and a `start` for `call_sid` carrying `token`.
+async fn start_stream(socket: &mut Socket, call_sid: &str, token: Option<&str>) {
+    let parameters = match token {
+        Some(token) => json!({ "token": token }),
+        None => json!({}),
+    };
+    let stream_sid = format!("MZ{}", uuid::Uuid::new_v4().simple());
+    for message in [
+        json!({"event": "connected", "protocol": "Call", "version": "1.0.0"}),
+        json!({"event": "start", "sequenceNumber": "1", "streamSid": stream_sid, "start": {
+            "accountSid": "AC0123456789abcdef0123456789abcdef", "streamSid": stream_sid,
+            "callSid": call_sid, "tracks": ["inbound"],
+            "mediaFormat": {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1},
+            "customParameters": parameters}}),
+    ] {
+        socket
+            .send(Message::Text(message.to_string().into()))
+            .await
+            .unwrap();
+    }
+}
+
+/// The close frame the server ends the socket with, skipping any audio before it.
+async fn close_frame(socket: &mut Socket) -> (CloseCode, String) {
+    let wait = async {
+        while let Some(message) = socket.next().await {
+            match message {
+                Ok(Message::Close(Some(frame))) => {
+                    return (frame.code, frame.reason.to_string());
+                }
+                Ok(Message::Close(None)) => panic!("closed without a reason"),
+                Ok(_) => continue,
+                Err(error) => panic!("the socket failed instead of closing: {error}"),
+            }
+        }
+        panic!("the socket ended without a close frame")
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+        .await
+        .expect("the server closes the socket")
+}
+
+/// Waits for the agent's first audio: the stream is connected and the greeting plays.
+async fn first_audio(socket: &mut Socket) {
+    let wait = async {
+        while let Some(message) = socket.next().await {
+            if let Ok(Message::Text(text)) = message {
+                if text.contains(r#""event":"media""#) {
+                    return;
+                }
+            }
+        }
+        panic!("the socket ended before any audio")
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(10), wait)
+        .await
+        .expect("the greeting plays");
+}
+
+#[tokio::test]
+async fn a_ringing_call_is_recorded_and_connected_to_its_media_stream() {
+    let (app, _emulator) = spawn_voice_app(EmulatorScript::instant(), &[]).await;
+    let line = line(&app).await;
+    let sid = call_sid();
+    let (status, twiml) = app.ring(&sid, "+14155550100", &line.number).await;
+    assert_eq!(status, StatusCode::OK, "{twiml}");
+    let stream_url = format!(
+        r#"<Connect><Stream url="{}/twilio/media"><Parameter name="token" value=""#,
+        app.base.replace("http://", "ws://")
+    );
+    assert!(twiml.contains(&stream_url), "{twiml}");
+    assert!(!stream_token(&twiml).is_empty());
+
+    let tenant = line.owner.tenant_id.parse().unwrap();
+    let call = app.store.call_by_sid(tenant, &sid).await.unwrap();
+    let record = app.store.call_record(tenant, call).await.unwrap();
+    assert!(
+        ["ringing", "in-progress"].contains(&record.status.as_str()),
+        "{record:?}"
+    );
+}
+
+#[tokio::test]
+async fn media_sockets_without_a_valid_token_for_their_call_are_closed_with_1008() {
+    let (app, _emulator) = spawn_voice_app(EmulatorScript::instant(), &[]).await;
+    let line = line(&app).await;
+    let (first, second) = (call_sid(), call_sid());
+    let first_token = stream_token(&app.ring(&first, "+14155550100", &line.number).await.1);
+    let second_token = stream_token(&app.ring(&second, "+14155550101", &line.number).await.1);
+
+    let cases = [
+        (first.clone(), None, "no stream token"),
+        (first.clone(), Some("not-a-token".to_owned()), "invalid"),
+        (
+            first.clone(),
+            Some(second_token.clone()),
+            "for another call",
+        ),
+    ];
+    for (sid, token, reason) in cases {
+        let mut socket = open_socket(&app).await;
+        start_stream(&mut socket, &sid, token.as_deref()).await;
+        let (code, said) = close_frame(&mut socket).await;
+        assert_eq!(code, CloseCode::Policy, "{reason}: {said}");
+        assert!(said.contains(reason), "expected `{reason}`, got `{said}`");
+    }
+
+    // The right token opens the stream once; a second socket for the call is refused.
+    let mut socket = open_socket(&app).await;
+    start_stream(&mut socket, &first, Some(&first_token)).await;
+    first_audio(&mut socket).await;
+    let mut again = open_socket(&app).await;
+    start_stream(&mut again, &first, Some(&first_token)).await;
+    let (code, said) = close_frame(&mut again).await;
+    assert_eq!(code, CloseCode::Policy);
+    assert!(said.contains("not waiting"), "{said}");
+    drop(socket);
+
+    // A message over 64 KiB closes the socket with 1009.
+    let mut socket = open_socket(&app).await;
+    start_stream(&mut socket, &second, Some(&second_token)).await;
+    let huge = json!({"event": "media", "streamSid": "MZ1", "media": {
+        "track": "inbound", "chunk": "1", "timestamp": "0", "payload": "A".repeat(70_000)}});
+    socket
+        .send(Message::Text(huge.to_string().into()))
+        .await
+        .unwrap();
+    let (code, said) = close_frame(&mut socket).await;
+    assert_eq!(code, CloseCode::Size, "{said}");
+}
+
+#[tokio::test]
+async fn a_tenant_at_its_limit_sends_callers_to_its_fallback_or_says_it_is_busy() {
+    let (app, _emulator) = spawn_voice_app(EmulatorScript::instant(), &[]).await;
+    let line = line(&app).await;
+    let (status, body) = app
+        .patch(
+            "/v1/tenant",
+            &line.owner.access,
+            json!({"concurrent_call_limit": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let (status, twiml) = app.ring(&call_sid(), "+14155550100", &line.number).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(twiml.contains("<Connect>"), "{twiml}");
+
+    let refused = call_sid();
+    let (status, twiml) = app.ring(&refused, "+14155550101", &line.number).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(twiml.contains("All of our lines are busy"), "{twiml}");
+    assert!(twiml.contains("<Hangup />"), "{twiml}");
+    let tenant = line.owner.tenant_id.parse().unwrap();
+    let call = app.store.call_by_sid(tenant, &refused).await.unwrap();
+    let record = app.store.call_record(tenant, call).await.unwrap();
+    assert_eq!(record.status, "busy");
+    assert!(
+        record
+            .failure
+            .as_deref()
+            .is_some_and(|f| f.contains("limit")),
+        "{record:?}"
+    );
+
+    let (status, body) = app
+        .patch(
+            &format!("/v1/agents/{}", line.agent),
+            &line.owner.access,
+            json!({"transfer_number": "+14155550999"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, twiml) = app.ring(&call_sid(), "+14155550102", &line.number).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        twiml.contains("<Dial>+14155550999</Dial>"),
+        "the caller is sent to the fallback number: {twiml}"
+    );
+}
+
+#[tokio::test]
+async fn an_outbound_call_is_dialled_through_twilio_and_its_stream_accepted() {
+    let twilio = FakeTwilio::start(std::time::Duration::ZERO, |_| {
+        (
+            StatusCode::CREATED,
+            json!({"sid": OUTBOUND_SID, "account_sid": ACCOUNT, "status": "queued",
+                "to": "+14155550123", "from": "+14155550199"})
+            .to_string(),
+        )
+    })
+    .await;
+    let (app, _emulator) = spawn_voice_app(
+        EmulatorScript::instant(),
+        &[
+            "--twilio-account-sid",
+            ACCOUNT,
+            "--twilio-api-base",
+            &twilio.base_url,
+        ],
+    )
+    .await;
+    let line = line(&app).await;
+
+    let (status, body) = app
+        .post(
+            "/v1/calls",
+            Some(&line.owner.access),
+            json!({"to": "+14155550123", "agent_id": line.agent}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["call_sid"], OUTBOUND_SID);
+
+    let seen = twilio.only_request();
+    assert_eq!(
+        seen.path,
+        format!("/2010-04-01/Accounts/{ACCOUNT}/Calls.json")
+    );
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{ACCOUNT}:{}", common::TWILIO_TOKEN));
+    assert_eq!(seen.header("authorization"), format!("Basic {basic}"));
+    let field = |name: &str| {
+        seen.form
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.clone())
+            .unwrap_or_else(|| panic!("no {name} in {:?}", seen.form))
+    };
+    assert_eq!(field("To"), "+14155550123");
+    assert_eq!(field("From"), line.number);
+    assert_eq!(
+        field("StatusCallback"),
+        format!("{}/twilio/voice/status", app.base)
+    );
+    let twiml = field("Twiml");
+    assert!(twiml.contains("<Connect><Stream url="), "{twiml}");
+
+    // Twilio opens the stream under the call's SID once the callee answers.
+    let token = stream_token(&twiml);
+    let mut stranger = open_socket(&app).await;
+    start_stream(&mut stranger, &call_sid(), Some(&token)).await;
+    assert_eq!(close_frame(&mut stranger).await.0, CloseCode::Policy);
+    let mut socket = open_socket(&app).await;
+    start_stream(&mut socket, OUTBOUND_SID, Some(&token)).await;
+    first_audio(&mut socket).await;
+
+    let tenant = line.owner.tenant_id.parse().unwrap();
+    app.store.call_by_sid(tenant, OUTBOUND_SID).await.unwrap();
+}
+
+#[tokio::test]
+async fn an_outbound_call_without_twilio_configured_is_503_and_a_viewer_may_not_dial() {
+    let (app, _emulator) = spawn_voice_app(EmulatorScript::instant(), &[]).await;
+    let line = line(&app).await;
+    let body = json!({"to": "+14155550123", "agent_id": line.agent});
+    let (status, problem) = app
+        .post("/v1/calls", Some(&line.owner.access), body.clone())
+        .await;
+    common::assert_problem(status, &problem, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(problem["detail"]
+        .as_str()
+        .unwrap()
+        .contains("TWILIO_ACCOUNT_SID"));
+
+    let viewer = app.add_user(&line.owner, "viewer").await;
+    let (status, problem) = app.post("/v1/calls", Some(&viewer.access), body).await;
+    common::assert_problem(status, &problem, StatusCode::FORBIDDEN);
+
+    let (status, problem) = app
+        .post(
+            "/v1/calls",
+            Some(&line.owner.access),
+            json!({"to": "nonsense", "agent_id": line.agent}),
+        )
+        .await;
+    common::assert_problem(status, &problem, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+#[tokio::test]
+async fn pressing_0_hands_the_caller_to_the_transfer_number_through_twilio() {
+    let twilio = FakeTwilio::start(std::time::Duration::ZERO, |_| {
+        (
+            StatusCode::OK,
+            json!({"sid": OUTBOUND_SID, "account_sid": ACCOUNT, "status": "in-progress"})
+                .to_string(),
+        )
+    })
+    .await;
+    let (app, _emulator) = spawn_voice_app(
+        EmulatorScript::instant(),
+        &[
+            "--twilio-account-sid",
+            ACCOUNT,
+            "--twilio-api-base",
+            &twilio.base_url,
+        ],
+    )
+    .await;
+    let line = line(&app).await;
+    let (status, body) = app
+        .patch(
+            &format!("/v1/agents/{}", line.agent),
+            &line.owner.access,
+            json!({"transfer_number": "+14155550999"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sid = call_sid();
+    let token = stream_token(&app.ring(&sid, "+14155550100", &line.number).await.1);
+    let mut socket = open_socket(&app).await;
+    start_stream(&mut socket, &sid, Some(&token)).await;
+    first_audio(&mut socket).await;
+
+    let press = json!({"event": "dtmf", "streamSid": "MZ1", "sequenceNumber": "9",
+        "dtmf": {"track": "inbound_track", "digit": "0"}});
+    socket
+        .send(Message::Text(press.to_string().into()))
+        .await
+        .unwrap();
+    let (code, reason) = close_frame(&mut socket).await;
+    assert_eq!(code, CloseCode::Normal, "{reason}");
+
+    let redirect = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let seen = twilio.seen.lock().unwrap().clone();
+            if let Some(update) = seen
+                .into_iter()
+                .find(|s| s.path.ends_with(&format!("/Calls/{sid}.json")))
+            {
+                return update;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the call is redirected through Twilio's REST API");
+    let twiml = &redirect
+        .form
+        .iter()
+        .find(|(k, _)| k == "Twiml")
+        .expect("a Twiml field")
+        .1;
+    assert!(twiml.contains("<Dial>+14155550999</Dial>"), "{twiml}");
+
+    let tenant = line.owner.tenant_id.parse().unwrap();
+    let call = app.store.call_by_sid(tenant, &sid).await.unwrap();
+    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let record = app.store.call_record(tenant, call).await.unwrap();
+            if record.end_reason.is_some() {
+                return record;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the call is recorded as ended");
+    assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
+}
