@@ -413,3 +413,43 @@ async fn pressing_0_hands_the_caller_to_the_transfer_number_through_twilio() {
     .expect("the call is recorded as ended");
     assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
 }
+
+#[tokio::test]
+async fn a_tenant_that_used_its_monthly_minutes_takes_no_new_calls() {
+    let (app, _emulator) = spawn_voice_app(EmulatorScript::instant(), &[]).await;
+    let line = line(&app).await;
+    let (status, body) = app
+        .patch(
+            "/v1/tenant",
+            &line.owner.access,
+            json!({"monthly_minute_quota": 0}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let sid = call_sid();
+    let (status, twiml) = app.ring(&sid, "+14155550100", &line.number).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(twiml.contains("All of our lines are busy"), "{twiml}");
+    let tenant = line.owner.tenant_id.parse().unwrap();
+    let call = app.store.call_by_sid(tenant, &sid).await.unwrap();
+    let record = app.store.call_record(tenant, call).await.unwrap();
+    assert_eq!(record.status, "busy");
+    assert!(
+        record
+            .failure
+            .as_deref()
+            .is_some_and(|f| f.contains("minutes")),
+        "{record:?}"
+    );
+
+    let (status, body) = app
+        .patch(
+            "/v1/tenant",
+            &line.owner.access,
+            json!({"monthly_minute_quota": null}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (_, twiml) = app.ring(&call_sid(), "+14155550100", &line.number).await;
+    assert!(twiml.contains("<Connect>"), "unlimited again: {twiml}");
+}

@@ -7,6 +7,7 @@
 //! "not set up yet".
 
 pub mod leg;
+pub mod quota;
 pub mod token;
 
 use std::sync::Arc;
@@ -202,7 +203,11 @@ impl CallService {
             )
             .await?;
         let sid = Arc::new(OnceLock::from(call_sid.to_owned()));
-        match self.start_leg(&call, sid, INBOUND_STREAM_TTL_SECS).await {
+        let admitted = match quota::used_up(store, route.tenant).await? {
+            Some(minutes) => Err(Refusal::QuotaUsed(minutes)),
+            None => self.start_leg(&call, sid, INBOUND_STREAM_TTL_SECS).await,
+        };
+        match admitted {
             Ok(token) => Ok(Answer::Stream { token }),
             Err(refusal) => {
                 tracing::warn!(call_sid, tenant_id = %route.tenant, %refusal, "call refused");
@@ -247,10 +252,14 @@ impl CallService {
             )
             .await?;
         let sid = Arc::new(OnceLock::new());
-        let token = match self
-            .start_leg(&call, sid.clone(), OUTBOUND_STREAM_TTL_SECS)
-            .await
-        {
+        let admitted = match quota::used_up(store, tenant).await? {
+            Some(minutes) => Err(Refusal::QuotaUsed(minutes)),
+            None => {
+                self.start_leg(&call, sid.clone(), OUTBOUND_STREAM_TTL_SECS)
+                    .await
+            }
+        };
+        let token = match admitted {
             Ok(token) => token,
             Err(refusal) => {
                 store

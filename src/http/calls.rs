@@ -28,7 +28,7 @@ pub struct PlaceCall {
 }
 
 /// Places an outbound call (any role but viewer). 429 when the tenant is at its limit of
-/// live calls; 502 when Twilio refuses the dial; 503 when Twilio or the providers are not
+/// live calls or has used its monthly minutes; 502 when Twilio refuses the dial; 503 when Twilio or the providers are not
 /// configured on this server.
 #[utoipa::path(post, path = "/v1/calls", tag = "calls", security(("bearer" = [])), request_body = PlaceCall,
     responses((status = 201, body = OutboundCall), (status = 403, body = Problem), (status = 404, body = Problem),
@@ -90,10 +90,12 @@ pub async fn place(
             StatusCode::SERVICE_UNAVAILABLE,
             OutboundError::NotConfigured.to_string(),
         )),
-        Err(OutboundError::Refused(refusal @ Refusal::AtCapacity(_))) => Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            refusal.to_string(),
-        )),
+        Err(OutboundError::Refused(refusal @ (Refusal::AtCapacity(_) | Refusal::QuotaUsed(_)))) => {
+            Err(ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                refusal.to_string(),
+            ))
+        }
         Err(OutboundError::Refused(Refusal::UnknownAgent)) => Err(ApiError::field(
             "agent_id",
             "is not an agent that can take calls",

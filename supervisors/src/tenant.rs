@@ -35,6 +35,9 @@ pub enum Refusal {
     /// The dialled number's agent is not (or no longer) configured.
     #[error("no such agent")]
     UnknownAgent,
+    /// The tenant has used its monthly minutes (checked by the server, which keeps usage).
+    #[error("the tenant has used its {0} minutes for this month")]
+    QuotaUsed(i64),
     /// The runtime is draining for shutdown.
     #[error("the runtime is draining")]
     Draining,
