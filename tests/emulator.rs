@@ -876,3 +876,166 @@ async fn a_client_may_close_the_websocket_mid_stream_as_on_barge_in() {
         "the server lets go at once"
     );
 }
+
+/// Opens a Realtime transcription session the way OpenAI clients do.
+async fn connect_realtime(emu: &EmulatorHandle) -> Ws {
+    let url = format!(
+        "{}/realtime?intent=transcription",
+        emu.openai_base_url().replacen("http://", "ws://", 1)
+    );
+    let mut request = url.into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {OPENAI_KEY}").parse().unwrap(),
+    );
+    let (ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    ws
+}
+
+/// Server events until one of type `until` (included).
+async fn events_until(ws: &mut Ws, until: &str) -> Vec<Value> {
+    let mut events = Vec::new();
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(5), ws.next())
+            .await
+            .expect("the server answers")
+            .expect("the session is open")
+            .unwrap();
+        if let Message::Text(text) = message {
+            let event: Value = serde_json::from_str(text.as_str()).unwrap();
+            let done = event["type"] == until;
+            events.push(event);
+            if done {
+                return events;
+            }
+        }
+    }
+}
+
+fn append(ulaw_bytes: usize) -> Value {
+    json!({"type": "input_audio_buffer.append",
+           "audio": base64::engine::general_purpose::STANDARD.encode(vec![0xFFu8; ulaw_bytes])})
+}
+
+#[tokio::test]
+async fn a_realtime_transcription_session_answers_each_commit_word_by_word() {
+    let emu = start(booking_script()).await;
+    let mut ws = connect_realtime(&emu).await;
+    let created = events_until(&mut ws, "session.created").await;
+    assert_eq!(created[0]["session"]["type"], "transcription");
+    send_json(
+        &mut ws,
+        json!({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+            "format": {"type": "audio/pcmu"},
+            "transcription": {"model": "gpt-4o-transcribe", "prompt": "caller-b"},
+            "turn_detection": null}}}}),
+    )
+    .await;
+    let updated = events_until(&mut ws, "session.updated").await;
+    assert_eq!(
+        updated[0]["session"]["audio"]["input"]["format"]["type"],
+        "audio/pcmu"
+    );
+
+    // 50 ms is too little to commit: the error names the client event.
+    send_json(&mut ws, append(400)).await;
+    send_json(
+        &mut ws,
+        json!({"type": "input_audio_buffer.commit", "event_id": "c1"}),
+    )
+    .await;
+    let error = events_until(&mut ws, "error").await;
+    assert_eq!(error[0]["error"]["code"], "input_audio_buffer_commit_empty");
+    assert_eq!(error[0]["error"]["event_id"], "c1");
+
+    send_json(&mut ws, append(1200)).await;
+    send_json(&mut ws, json!({"type": "input_audio_buffer.commit"})).await;
+    let events = events_until(
+        &mut ws,
+        "conversation.item.input_audio_transcription.completed",
+    )
+    .await;
+    let item = events[0]["item_id"].as_str().unwrap().to_owned();
+    assert_eq!(events[0]["type"], "input_audio_buffer.committed");
+    let deltas: Vec<&str> = events[1..events.len() - 1]
+        .iter()
+        .map(|e| {
+            assert_eq!(
+                e["type"],
+                "conversation.item.input_audio_transcription.delta"
+            );
+            assert_eq!(e["item_id"], item.as_str());
+            e["delta"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(deltas, ["This", " is", " caller", " B"]);
+    let completed = events.last().unwrap();
+    assert_eq!(completed["transcript"], "This is caller B");
+    assert_eq!(completed["item_id"], item.as_str());
+    assert_eq!(completed["usage"]["type"], "tokens");
+    assert!(events.iter().all(|e| e["event_id"].is_string()));
+
+    ws.close(None).await.unwrap();
+    let _ = drain(&mut ws).await;
+    let record = emu.requests_for(Family::Stt).remove(0);
+    assert_eq!(record.path, "/v1/realtime");
+    assert!(record.authorization);
+    assert_eq!(record.messages[1]["audio"], json!({"bytes": 400}));
+    for _ in 0..100 {
+        if emu.requests_for(Family::Stt)[0].ended {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the session's end was never recorded");
+}
+
+#[tokio::test]
+async fn a_realtime_session_needs_a_key_and_takes_status_faults_at_the_handshake() {
+    let emu = start(json!({})).await;
+    let url = format!(
+        "{}/realtime?intent=transcription",
+        emu.openai_base_url().replacen("http://", "ws://", 1)
+    );
+    match tokio_tungstenite::connect_async(url.as_str()).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 401)
+        }
+        other => panic!("expected a refused handshake, got {:?}", other.map(|_| ())),
+    }
+    emu.set_fault(Family::Stt, Some(Fault::status(503).times(1)));
+    let mut request = url.as_str().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {OPENAI_KEY}").parse().unwrap(),
+    );
+    match tokio_tungstenite::connect_async(request).await {
+        Err(tokio_tungstenite::tungstenite::Error::Http(response)) => {
+            assert_eq!(response.status().as_u16(), 503);
+            let body: Value = serde_json::from_slice(response.body().as_deref().unwrap()).unwrap();
+            assert_eq!(body["error"]["type"], "server_error");
+        }
+        other => panic!("expected a refused handshake, got {:?}", other.map(|_| ())),
+    }
+    let mut ws = connect_realtime(&emu).await;
+    assert_eq!(
+        events_until(&mut ws, "session.created").await.len(),
+        1,
+        "the fault hit once"
+    );
+}
+
+#[tokio::test]
+async fn a_fault_set_for_one_model_spares_the_others() {
+    let emu = start(booking_script()).await;
+    emu.set_model_fault("gpt-4o-mini", Some(Fault::status(503)));
+    let res = post_chat(&emu, &chat_body("hours?", false, false)).await;
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let mut other = chat_body("hours?", false, false);
+    other["model"] = json!("gpt-4.1-mini");
+    let res = post_chat(&emu, &other).await;
+    assert_eq!(res.status(), StatusCode::OK);
+    emu.set_model_fault("gpt-4o-mini", None);
+    let res = post_chat(&emu, &chat_body("hours?", false, false)).await;
+    assert_eq!(res.status(), StatusCode::OK);
+}

@@ -1,8 +1,10 @@
 //! The OpenAI adapters against the provider emulator over loopback: streamed replies, tool
 //! calls and their follow-up request in the wire format, usage, faults, per-utterance
-//! transcription of real audio, and embeddings.
+//! transcription of real audio, embeddings, and which failures are retried.
 
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actors::audio::{mulaw, FRAME_SAMPLES};
 use actors::domain::{AgentId, CallId, TenantId, E164};
@@ -15,12 +17,16 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use switchboard::emulator::{Emulator, EmulatorHandle, EmulatorScript, Family, Fault, Latencies};
 use switchboard::providers::openai::{
-    OpenAiClient, OpenAiConfig, OpenAiEmbedder, OpenAiLlm, OpenAiStt,
+    OpenAiClient, OpenAiConfig, OpenAiEmbedder, OpenAiLlm, OpenAiStt, RetryPolicy,
 };
 use tokio::net::TcpListener;
 
 const KEY: &str = "sk-test-adapter-key-never-shown";
 const CUSTOMER: &str = "+15551230001";
+
+/// Requests a failure is tried with before it surfaces, under the default policy and the
+/// 5 s timeout of [`client`] (room for every backoff).
+const ATTEMPTS: usize = 1 + RetryPolicy::DEFAULT.max_retries as usize;
 
 async fn start(script: Value) -> EmulatorHandle {
     let mut script = EmulatorScript::from_json(&script.to_string()).expect("a valid script");
@@ -30,9 +36,13 @@ async fn start(script: Value) -> EmulatorHandle {
 }
 
 fn client(emu: &EmulatorHandle) -> OpenAiClient {
+    client_with_timeout(&emu.openai_base_url(), Duration::from_secs(5))
+}
+
+fn client_with_timeout(base_url: &str, timeout: Duration) -> OpenAiClient {
     let mut config = OpenAiConfig::new(SecretString::from(KEY));
-    config.base_url = emu.openai_base_url();
-    config.timeout = Duration::from_secs(5);
+    config.base_url = base_url.to_owned();
+    config.timeout = timeout;
     config.embedding_dimensions = Some(256);
     OpenAiClient::new(config).unwrap()
 }
@@ -68,6 +78,7 @@ fn request(messages: Vec<ChatMessage>) -> LlmRequest {
         model: "gpt-4o-mini".into(),
         messages,
         tools: vec![book_slot()],
+        fallback_models: Vec::new(),
     }
 }
 
@@ -195,16 +206,16 @@ async fn a_tool_call_arrives_whole_and_its_result_is_answered() {
 }
 
 #[tokio::test]
-async fn a_server_error_fails_the_start_of_the_stream_without_the_key() {
+async fn a_server_error_that_persists_fails_the_start_of_the_stream_without_the_key() {
     let emu = start(script()).await;
     let llm = OpenAiLlm::new(client(&emu));
-    emu.set_fault(Family::Llm, Some(Fault::status(503).times(1)));
+    emu.set_fault(Family::Llm, Some(Fault::status(503)));
     let error = match llm
         .stream(request(vec![ChatMessage::User("hours?".into())]))
         .await
     {
         Err(error) => error,
-        Ok(_) => panic!("a 503 must fail stream()"),
+        Ok(_) => panic!("a lasting 503 must fail stream()"),
     };
     match &error {
         PortError::Unavailable(message) => {
@@ -213,15 +224,52 @@ async fn a_server_error_fails_the_start_of_the_stream_without_the_key() {
         }
         other => panic!("expected Unavailable, got {other:?}"),
     }
-    // The fault was for one request: the next one works.
+    assert_eq!(emu.requests_for(Family::Llm).len(), ATTEMPTS);
+
+    emu.set_fault(Family::Llm, None);
     let items = collect(&llm, request(vec![ChatMessage::User("hours?".into())])).await;
     assert!(text_of(&items).starts_with("We are open"));
+}
 
-    emu.set_fault(Family::Llm, Some(Fault::status(400)));
-    let refused = llm
-        .stream(request(vec![ChatMessage::User("hours?".into())]))
-        .await;
-    assert!(matches!(refused, Err(PortError::Refused(_))));
+#[tokio::test]
+async fn a_completion_that_fails_once_before_streaming_is_retried_and_answered() {
+    let emu = start(script()).await;
+    let llm = OpenAiLlm::new(client(&emu));
+    emu.set_fault(Family::Llm, Some(Fault::status(503).times(1)));
+    let items = collect(&llm, request(vec![ChatMessage::User("hours?".into())])).await;
+    assert_eq!(
+        text_of(&items),
+        "We are open from nine to five, Monday to Friday."
+    );
+    assert!(items.iter().all(Result::is_ok), "{items:?}");
+    let recorded = emu.requests_for(Family::Llm);
+    assert_eq!(recorded.len(), 2);
+    assert_eq!(recorded[0].body, recorded[1].body, "the same request again");
+}
+
+#[tokio::test]
+async fn a_stream_cut_before_its_first_byte_is_retried() {
+    let emu = start(script()).await;
+    let llm = OpenAiLlm::new(client(&emu));
+    emu.set_fault(Family::Llm, Some(Fault::cut_after(0).times(1)));
+    let items = collect(&llm, request(vec![ChatMessage::User("hours?".into())])).await;
+    assert!(items.iter().all(Result::is_ok), "{items:?}");
+    assert!(text_of(&items).starts_with("We are open"));
+    assert_eq!(emu.requests_for(Family::Llm).len(), 2);
+}
+
+#[tokio::test]
+async fn a_refused_completion_is_not_retried() {
+    let emu = start(script()).await;
+    let llm = OpenAiLlm::new(client(&emu));
+    for (status, requests) in [(400, 1), (401, 2)] {
+        emu.set_fault(Family::Llm, Some(Fault::status(status)));
+        let refused = llm
+            .stream(request(vec![ChatMessage::User("hours?".into())]))
+            .await;
+        assert!(matches!(refused, Err(PortError::Refused(_))), "{status}");
+        assert_eq!(emu.requests_for(Family::Llm).len(), requests, "{status}");
+    }
 }
 
 #[tokio::test]
@@ -236,6 +284,11 @@ async fn a_stream_cut_midway_ends_with_an_error_item() {
     assert!(
         !text_of(before).is_empty(),
         "the words before the cut arrive"
+    );
+    assert_eq!(
+        emu.requests_for(Family::Llm).len(),
+        1,
+        "words were delivered: a retry would say them twice"
     );
 }
 
@@ -314,7 +367,8 @@ async fn a_failed_transcription_loses_one_utterance_and_the_session_goes_on() {
     let emu = start(script()).await;
     let stt = OpenAiStt::new(client(&emu));
     let mut session = stt.open(&call_info(), "en");
-    emu.set_fault(Family::Stt, Some(Fault::status(500).times(1)));
+    // Failing every attempt of the first utterance, retries included.
+    emu.set_fault(Family::Stt, Some(Fault::status(500).times(ATTEMPTS as u32)));
     let frames = sentence_frames();
     say(&mut session, &frames);
     assert_eq!(
@@ -326,7 +380,7 @@ async fn a_failed_transcription_loses_one_utterance_and_the_session_goes_on() {
         next_event(&mut session).await,
         SttEvent::Final("I'd like to book a table".into())
     );
-    assert_eq!(emu.requests_for(Family::Stt).len(), 2);
+    assert_eq!(emu.requests_for(Family::Stt).len(), ATTEMPTS + 1);
 
     // Dropping the feed ends the session once pending transcripts are delivered.
     say(&mut session, &frames);
@@ -343,6 +397,37 @@ async fn a_failed_transcription_loses_one_utterance_and_the_session_goes_on() {
             .unwrap(),
         None
     );
+}
+
+#[tokio::test]
+async fn a_transcription_that_fails_once_is_retried_and_heard() {
+    let emu = start(script()).await;
+    let stt = OpenAiStt::new(client(&emu));
+    let mut session = stt.open(&call_info(), "en");
+    emu.set_fault(Family::Stt, Some(Fault::status(503).times(1)));
+    say(&mut session, &sentence_frames());
+    assert_eq!(
+        next_event(&mut session).await,
+        SttEvent::Final("I'd like to book a table".into())
+    );
+    let recorded = emu.requests_for(Family::Stt);
+    assert_eq!(recorded.len(), 2);
+    assert_eq!(recorded[0].body, recorded[1].body, "the same audio again");
+}
+
+#[tokio::test]
+async fn a_refused_transcription_is_not_retried() {
+    let emu = start(script()).await;
+    let stt = OpenAiStt::new(client(&emu));
+    let mut session = stt.open(&call_info(), "en");
+    emu.set_fault(Family::Stt, Some(Fault::status(400)));
+    say(&mut session, &sentence_frames());
+    assert_eq!(
+        next_event(&mut session).await,
+        SttEvent::Final(String::new()),
+        "a 400 loses the utterance, not the session"
+    );
+    assert_eq!(emu.requests_for(Family::Stt).len(), 1);
 }
 
 #[tokio::test]
@@ -407,9 +492,159 @@ async fn a_rejected_key_ends_the_transcription_session_with_a_refusal() {
         other => panic!("expected a refusal, got {other:?}"),
     }
     assert_eq!(
+        emu.requests_for(Family::Stt).len(),
+        1,
+        "a 401 is not retried"
+    );
+    assert_eq!(
         tokio::time::timeout(Duration::from_secs(10), session.events.recv())
             .await
             .unwrap(),
         None
     );
+}
+
+#[tokio::test]
+async fn embeddings_that_fail_once_are_retried() {
+    let emu = start(script()).await;
+    let embedder = OpenAiEmbedder::new(client(&emu));
+    let texts = vec!["opening hours".to_owned(), "parking".to_owned()];
+    let expected = embedder.embed(texts.clone()).await.unwrap();
+    emu.clear_requests();
+
+    emu.set_fault(Family::Embeddings, Some(Fault::status(503).times(1)));
+    assert_eq!(embedder.embed(texts).await.unwrap(), expected);
+    assert_eq!(emu.requests_for(Family::Embeddings).len(), 2);
+}
+
+#[tokio::test]
+async fn refused_embeddings_are_not_retried() {
+    let emu = start(script()).await;
+    let embedder = OpenAiEmbedder::new(client(&emu));
+    for (status, requests) in [(400, 1), (401, 2), (404, 3)] {
+        emu.set_fault(Family::Embeddings, Some(Fault::status(status)));
+        let refused = embedder.embed(vec!["x".into()]).await;
+        assert!(matches!(refused, Err(PortError::Refused(_))), "{status}");
+        assert_eq!(
+            emu.requests_for(Family::Embeddings).len(),
+            requests,
+            "{status}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------- retries and the timeout
+
+/// Generous slack on "ends within the timeout": scheduling on a busy machine, never the
+/// retry policy, is what it absorbs.
+const SLACK: Duration = Duration::from_secs(2);
+
+#[tokio::test]
+async fn a_lasting_server_error_is_retried_only_within_the_timeout() {
+    let emu = start(script()).await;
+    let timeout = Duration::from_secs(1);
+    let client = client_with_timeout(&emu.openai_base_url(), timeout);
+    emu.set_fault(Family::Embeddings, Some(Fault::status(503)));
+    emu.set_fault(Family::Llm, Some(Fault::status(503)));
+
+    let started = Instant::now();
+    let failed = OpenAiEmbedder::new(client.clone())
+        .embed(vec!["x".into()])
+        .await;
+    assert!(
+        matches!(failed, Err(PortError::Unavailable(_))),
+        "{failed:?}"
+    );
+    assert!(started.elapsed() < timeout + SLACK);
+    let attempts = emu.requests_for(Family::Embeddings).len();
+    assert!((2..=ATTEMPTS).contains(&attempts), "{attempts}");
+
+    let started = Instant::now();
+    let failed = OpenAiLlm::new(client)
+        .stream(request(vec![ChatMessage::User("hours?".into())]))
+        .await;
+    assert!(matches!(failed, Err(PortError::Unavailable(_))));
+    assert!(started.elapsed() < timeout + SLACK);
+    let attempts = emu.requests_for(Family::Llm).len();
+    assert!((2..=ATTEMPTS).contains(&attempts), "{attempts}");
+}
+
+#[tokio::test]
+async fn a_stalled_request_spends_the_timeout_once_and_is_not_repeated() {
+    let emu = start(script()).await;
+    let timeout = Duration::from_millis(500);
+    let client = client_with_timeout(&emu.openai_base_url(), timeout);
+    emu.set_fault(Family::Embeddings, Some(Fault::stall()));
+    let started = Instant::now();
+    let failed = OpenAiEmbedder::new(client).embed(vec!["x".into()]).await;
+    assert_eq!(failed, Err(PortError::TimedOut(timeout)));
+    assert!(started.elapsed() < timeout + SLACK);
+    assert_eq!(emu.requests_for(Family::Embeddings).len(), 1);
+}
+
+/// A stand-in for OpenAI's embeddings endpoint (the emulator sends no `Retry-After`): its
+/// first `limited` requests are answered 429 with this `Retry-After`, later ones with a
+/// vector. Returns its base URL and the count of requests it received.
+async fn rate_limited_embeddings(
+    retry_after: &'static str,
+    limited: usize,
+) -> (String, Arc<AtomicUsize>) {
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+    use axum::Json;
+
+    let received = Arc::new(AtomicUsize::new(0));
+    let counter = received.clone();
+    let app = axum::Router::new().route(
+        "/v1/embeddings",
+        axum::routing::post(move || {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            async move {
+                if n < limited {
+                    let error = json!({"error": {"message": "Rate limit reached for requests.",
+                                                 "type": "requests", "code": "rate_limit_exceeded"}});
+                    (
+                        StatusCode::TOO_MANY_REQUESTS,
+                        [("retry-after", retry_after)],
+                        Json(error),
+                    )
+                        .into_response()
+                } else {
+                    Json(json!({"object": "list", "data": [
+                        {"object": "embedding", "index": 0, "embedding": [0.6, 0.8]}
+                    ]}))
+                    .into_response()
+                }
+            }
+        }),
+    );
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/v1"), received)
+}
+
+#[tokio::test]
+async fn a_rate_limit_is_retried_after_the_wait_it_asks_for() {
+    let (base_url, received) = rate_limited_embeddings("1", 1).await;
+    let embedder = OpenAiEmbedder::new(client_with_timeout(&base_url, Duration::from_secs(5)));
+    let started = Instant::now();
+    let vectors = embedder.embed(vec!["x".into()]).await.unwrap();
+    assert_eq!(vectors, vec![vec![0.6, 0.8]]);
+    assert_eq!(received.load(Ordering::SeqCst), 2);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "Retry-After was honoured"
+    );
+}
+
+#[tokio::test]
+async fn a_rate_limit_asking_for_more_than_the_timeout_leaves_is_not_waited_for() {
+    let (base_url, received) = rate_limited_embeddings("60", usize::MAX).await;
+    let embedder = OpenAiEmbedder::new(client_with_timeout(&base_url, Duration::from_secs(2)));
+    match embedder.embed(vec!["x".into()]).await {
+        Err(PortError::Unavailable(message)) => assert!(message.contains("429"), "{message}"),
+        other => panic!("expected the 429 at once, got {other:?}"),
+    }
+    assert_eq!(received.load(Ordering::SeqCst), 1);
 }

@@ -38,6 +38,20 @@ async fn line(app: &TestApp) -> Line {
     }
 }
 
+/// A voice server whose Twilio REST API is the fake `twilio`.
+async fn spawn_twilio_app(twilio: &FakeTwilio) -> (TestApp, switchboard::emulator::EmulatorHandle) {
+    spawn_voice_app(
+        EmulatorScript::instant(),
+        &[
+            "--twilio-account-sid",
+            ACCOUNT,
+            "--twilio-api-base",
+            &twilio.base_url,
+        ],
+    )
+    .await
+}
+
 /// The value of the stream's `token` parameter in a TwiML answer.
 fn stream_token(twiml: &str) -> String {
     let start = twiml
@@ -245,16 +259,7 @@ async fn an_outbound_call_is_dialled_through_twilio_and_its_stream_accepted() {
         )
     })
     .await;
-    let (app, _emulator) = spawn_voice_app(
-        EmulatorScript::instant(),
-        &[
-            "--twilio-account-sid",
-            ACCOUNT,
-            "--twilio-api-base",
-            &twilio.base_url,
-        ],
-    )
-    .await;
+    let (app, _emulator) = spawn_twilio_app(&twilio).await;
     let line = line(&app).await;
 
     let (status, body) = app
@@ -342,16 +347,7 @@ async fn pressing_0_hands_the_caller_to_the_transfer_number_through_twilio() {
         )
     })
     .await;
-    let (app, _emulator) = spawn_voice_app(
-        EmulatorScript::instant(),
-        &[
-            "--twilio-account-sid",
-            ACCOUNT,
-            "--twilio-api-base",
-            &twilio.base_url,
-        ],
-    )
-    .await;
+    let (app, _emulator) = spawn_twilio_app(&twilio).await;
     let line = line(&app).await;
     let (status, body) = app
         .patch(
@@ -398,19 +394,7 @@ async fn pressing_0_hands_the_caller_to_the_transfer_number_through_twilio() {
         .1;
     assert!(twiml.contains("<Dial>+14155550999</Dial>"), "{twiml}");
 
-    let tenant = line.owner.tenant_id.parse().unwrap();
-    let call = app.store.call_by_sid(tenant, &sid).await.unwrap();
-    let ended = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        loop {
-            let record = app.store.call_record(tenant, call).await.unwrap();
-            if record.end_reason.is_some() {
-                return record;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the call is recorded as ended");
+    let ended = app.ended_call(&line.owner.tenant_id, &sid).await;
     assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
 }
 

@@ -114,6 +114,49 @@ async fn agents_are_created_read_updated_and_deleted() {
 }
 
 #[tokio::test]
+async fn an_agents_speech_mode_and_fallback_models_round_trip() {
+    let app = spawn_app().await;
+    let owner = app.register("Acme").await;
+    let (status, agent) = app
+        .post(
+            "/v1/agents",
+            Some(&owner.access),
+            json!({"name": "Front desk"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{agent}");
+    assert_eq!(agent["stt_mode"], "utterance", "per utterance by default");
+    assert_eq!(agent["llm_fallback_models"], json!([]));
+    let id = agent["id"].as_str().unwrap();
+
+    let (status, updated) = app
+        .patch(
+            &format!("/v1/agents/{id}"),
+            &owner.access,
+            json!({"stt_mode": "streaming", "llm_fallback_models": [" gpt-4.1-mini ", "gpt-4o"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{updated}");
+    let (_, stored) = app.get(&format!("/v1/agents/{id}"), &owner.access).await;
+    assert_eq!(stored["stt_mode"], "streaming");
+    assert_eq!(
+        stored["llm_fallback_models"],
+        json!(["gpt-4.1-mini", "gpt-4o"])
+    );
+
+    // Fields left out stay; an empty list clears the fallbacks.
+    let (_, cleared) = app
+        .patch(
+            &format!("/v1/agents/{id}"),
+            &owner.access,
+            json!({"llm_fallback_models": []}),
+        )
+        .await;
+    assert_eq!(cleared["stt_mode"], "streaming");
+    assert_eq!(cleared["llm_fallback_models"], json!([]));
+}
+
+#[tokio::test]
 async fn bad_agent_fields_are_refused_by_name() {
     let app = spawn_app().await;
     let owner = app.register("Acme").await;
@@ -123,6 +166,24 @@ async fn bad_agent_fields_are_refused_by_name() {
         (
             json!({"name": "A", "transfer_number": "555-0100"}),
             "transfer_number",
+        ),
+        (json!({"name": "A", "stt_mode": "telepathy"}), "stt_mode"),
+        (json!({"name": "A", "stt_mode": "Streaming"}), "stt_mode"),
+        (
+            json!({"name": "A", "llm_fallback_models": ["a", "b", "c", "d"]}),
+            "llm_fallback_models",
+        ),
+        (
+            json!({"name": "A", "llm_fallback_models": ["gpt-4o", "gpt-4o"]}),
+            "llm_fallback_models",
+        ),
+        (
+            json!({"name": "A", "llm_fallback_models": ["gpt-4o-mini"]}),
+            "llm_fallback_models",
+        ),
+        (
+            json!({"name": "A", "llm_fallback_models": ["  "]}),
+            "llm_fallback_models",
         ),
     ];
     for (body, field) in cases {

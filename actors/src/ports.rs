@@ -112,10 +112,64 @@ pub struct SttSession {
     pub events: mpsc::Receiver<SttEvent>,
 }
 
+/// How an agent's speech is turned into text, chosen per agent.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum SttMode {
+    /// Each utterance is transcribed whole once the endpointer ends it: one request per
+    /// utterance, the simplest and cheapest, but the upload and the transcription both wait
+    /// for the end of speech.
+    #[default]
+    Utterance,
+    /// Audio streams to the provider while the caller speaks, so at the end of speech only
+    /// the transcription itself is left: lower latency, one connection per call.
+    Streaming,
+}
+
+impl SttMode {
+    /// The stored and published name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Utterance => "utterance",
+            Self::Streaming => "streaming",
+        }
+    }
+
+    /// Reads a stored or submitted name (exact, as stored).
+    pub fn parse(raw: &str) -> Option<Self> {
+        match raw {
+            "utterance" => Some(Self::Utterance),
+            "streaming" => Some(Self::Streaming),
+            _ => None,
+        }
+    }
+}
+
+/// What a speech-to-text session is opened with, from the agent's configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SttOptions {
+    /// BCP 47 language of the call.
+    pub language: String,
+    /// Streaming or per utterance.
+    pub mode: SttMode,
+}
+
 /// Turns speech into text, streaming or per utterance.
+///
+/// The engine opens sessions with [`SpeechToText::open_with`]; a provider that works in one
+/// mode only implements [`SpeechToText::open`] and ignores the mode, and a router that
+/// chooses a provider by mode overrides `open_with`.
 pub trait SpeechToText: Send + Sync + 'static {
     /// Opens a session for one call in `language` (BCP 47).
     fn open(&self, call: &CallInfo, language: &str) -> SttSession;
+
+    /// Opens a session for one call with the agent's options. By default the mode is not
+    /// the provider's concern and this is [`SpeechToText::open`] in the options' language.
+    fn open_with(&self, call: &CallInfo, options: &SttOptions) -> SttSession {
+        self.open(call, &options.language)
+    }
 }
 
 // ---------------------------------------------------------------- language model
@@ -174,6 +228,10 @@ pub struct LlmRequest {
     pub messages: Vec<ChatMessage>,
     /// Tools offered.
     pub tools: Vec<ToolSpec>,
+    /// Models to try in order, on the same endpoint, when `model` fails before its first
+    /// token because it is unavailable or too slow (empty: no fallback). A port that
+    /// cannot fall back ignores them; the server wraps its model in one that can.
+    pub fallback_models: Vec<String>,
 }
 
 /// A piece of a streamed reply.
@@ -530,6 +588,10 @@ pub struct AgentConfig {
     pub voice: String,
     /// Model name.
     pub llm_model: String,
+    /// Models tried in order when `llm_model` is unavailable (at most a few).
+    pub llm_fallback_models: Vec<String>,
+    /// Streaming or per-utterance speech-to-text.
+    pub stt_mode: SttMode,
     /// Tools the model may call.
     pub tools: Vec<Tool>,
     /// Where transfers and failed calls go.

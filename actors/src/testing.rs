@@ -27,7 +27,7 @@ use crate::ports::{
     AudioStream, CallAnalysis, CallInfo, CallLog, CallOutcome, CallUsage, ChatMessage,
     ConversationSnapshot, ConversationStore, Embedder, HistoryEntry, KnowledgeChunk, KnowledgeHit,
     KnowledgeQuery, LanguageModel, LlmDelta, LlmRequest, LlmStream, PortError, PortResult,
-    SpeechToText, SttEvent, SttFeed, SttInput, SttSession, Telephony, TenantConfig,
+    SpeechToText, SttEvent, SttFeed, SttInput, SttOptions, SttSession, Telephony, TenantConfig,
     TenantDirectory, TextToSpeech, TtsRequest, TurnRecord, VectorStore,
 };
 
@@ -665,12 +665,15 @@ mod tests {
 
 /// Speech-to-text that "hears" a script: each utterance the endpointer ends yields the next
 /// line of the customer's script as its final transcript, after `latency`. A customer can
-/// be marked so that their session's feed panics on every frame (a crashing adapter).
+/// be marked so that their session's feed panics on every frame (a crashing adapter). It
+/// keeps the options of every session opened, so a test can check what the engine asked for.
 #[derive(Default)]
 pub struct ScriptedStt {
     scripts: Arc<Mutex<HashMap<String, VecDeque<String>>>>,
     /// Panics left to throw, by customer, shared by every session (restarts included).
     panics: Arc<Mutex<HashMap<String, usize>>>,
+    /// The options of each session opened through [`SpeechToText::open_with`], in order.
+    opened: Mutex<Vec<SttOptions>>,
     latency: Duration,
 }
 
@@ -695,6 +698,11 @@ impl ScriptedStt {
     /// (`usize::MAX`: every frame).
     pub fn panic_for(&self, customer: &str, times: usize) {
         lock(&self.panics).insert(customer.to_owned(), times);
+    }
+
+    /// The options every session was opened with, in order (restarts included).
+    pub fn opened(&self) -> Vec<SttOptions> {
+        lock(&self.opened).clone()
     }
 }
 
@@ -756,6 +764,12 @@ impl SpeechToText for ScriptedStt {
             }),
             events,
         }
+    }
+
+    /// Records the options, then hears the script whatever the mode.
+    fn open_with(&self, call: &CallInfo, options: &SttOptions) -> SttSession {
+        lock(&self.opened).push(options.clone());
+        self.open(call, &options.language)
     }
 }
 

@@ -15,3 +15,14 @@ ALTER TABLE agents ADD COLUMN analysis_schema TEXT NOT NULL DEFAULT '{}';   -- J
 -- what speech waits for; with it, a turn's voice-to-voice latency splits into the
 -- providers' time and the runtime's own.
 ALTER TABLE call_turns ADD COLUMN llm_first_sentence_ms INTEGER NULL CHECK (llm_first_sentence_ms >= 0);
+
+-- How the agent's caller speech is transcribed: `utterance` (each utterance whole, once the
+-- endpointer ends it) or `streaming` (audio streams to the provider while the caller
+-- speaks). Every existing agent keeps the per-utterance behaviour it had.
+ALTER TABLE agents ADD COLUMN stt_mode TEXT NOT NULL DEFAULT 'utterance'
+    CHECK (stt_mode IN ('utterance', 'streaming'));
+
+-- Models tried in order on the same endpoint when the agent's model is unavailable before
+-- its first token: a JSON array of model names (at most 3, checked by the API), `[]` for
+-- none.
+ALTER TABLE agents ADD COLUMN llm_fallback_models TEXT NOT NULL DEFAULT '[]';   -- JSON array

@@ -26,7 +26,10 @@ use supervisors::runtime::{Runtime, RuntimeArgs, RuntimePorts};
 use supervisors::tenant::Refusal;
 
 use crate::providers::elevenlabs::{ElevenLabsConfig, ElevenLabsTts};
+use crate::providers::fallback::FallbackLlm;
 use crate::providers::openai::{OpenAiClient, OpenAiConfig, OpenAiEmbedder, OpenAiLlm, OpenAiStt};
+use crate::providers::openai_realtime::OpenAiRealtimeStt;
+use crate::providers::stt_router::SttRouter;
 use crate::settings::{Settings, VoiceProviders};
 use crate::store::{Direction, NewCall, NumberRoute, PhoneNumber, Store, StoreError};
 use crate::twilio::rest::{StatusCallback, TwilioClient, TwilioError};
@@ -381,8 +384,13 @@ fn provider_ports(voice: &VoiceProviders, store: &Store) -> anyhow::Result<Runti
     let tts = ElevenLabsTts::new(elevenlabs).context("ELEVENLABS_API_KEY")?;
     let store = Arc::new(store.clone());
     Ok(RuntimePorts {
-        stt: Arc::new(OpenAiStt::new(openai.clone())),
-        llm: Arc::new(OpenAiLlm::new(openai.clone())),
+        // Each agent's sessions open on the adapter of its `stt_mode`.
+        stt: Arc::new(SttRouter::new(
+            Arc::new(OpenAiStt::new(openai.clone())),
+            Arc::new(OpenAiRealtimeStt::new(openai.clone())),
+        )),
+        // Agents with fallback models get them tried on the same endpoint.
+        llm: Arc::new(FallbackLlm::new(Arc::new(OpenAiLlm::new(openai.clone())))),
         tts: Arc::new(tts),
         call_log: store.clone(),
         conversations: store.clone(),

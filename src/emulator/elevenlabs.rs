@@ -305,6 +305,7 @@ async fn run_session(shared: Arc<Shared>, socket: WebSocket, config: SessionConf
         })
         .await;
     }
+    shared.record_ended(config.seq);
 }
 
 /// The writer: generates audio for each job after the first-byte latency and sends it as

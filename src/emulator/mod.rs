@@ -7,7 +7,9 @@
 //! base URLs are pointed at it; nothing here is reachable from production wiring.
 //!
 //! What it serves:
-//! - OpenAI `POST /v1/audio/transcriptions` (WAV only, scripted transcripts),
+//! - OpenAI `POST /v1/audio/transcriptions` (WAV only, scripted transcripts), the Realtime
+//!   transcription session `GET /v1/realtime?intent=transcription` (WebSocket, the same
+//!   scripted transcripts word by word),
 //!   `POST /v1/chat/completions` (streamed SSE or not, scripted text and tool calls) and
 //!   `POST /v1/embeddings` (deterministic vectors from hashed words);
 //! - ElevenLabs `POST /v1/text-to-speech/{voice_id}/stream` and the WebSocket
@@ -17,7 +19,7 @@
 //! How it behaves is data, an [`EmulatorScript`] ([`script`]): latency per family (first
 //! byte, per chunk), scripted transcripts and replies, and injected faults (HTTP errors with
 //! the vendor's error body, stalls, streams cut short). Faults can also be changed while it
-//! runs. It records every request ([`RecordedRequest`]) so a test can assert on what the
+//! runs, and set for one chat model alone (a primary model down while its fallback answers). It records every request ([`RecordedRequest`]) so a test can assert on what the
 //! runtime sent — the prompt the LLM got, the text it spoke — but never stores a credential,
 //! only whether one was present.
 //!
@@ -37,6 +39,7 @@
 pub mod audio;
 mod elevenlabs;
 mod openai;
+mod openai_realtime;
 mod pacing;
 mod record;
 pub mod script;
@@ -173,9 +176,21 @@ impl EmulatorHandle {
         lock(&self.shared.faults).insert(family, fault.map(|fault| (fault, 0)));
     }
 
-    /// Clears every fault.
+    /// Replaces the fault of chat completions naming `model` (`None` clears it), which
+    /// comes before the LLM family's: so a test can take one model down and let its
+    /// fallback answer. Its request count restarts, as with [`Self::set_fault`].
+    pub fn set_model_fault(&self, model: &str, fault: Option<Fault>) {
+        let mut faults = lock(&self.shared.model_faults);
+        match fault {
+            Some(fault) => faults.insert(model.to_owned(), (fault, 0)),
+            None => faults.remove(model),
+        };
+    }
+
+    /// Clears every fault, those of single models included.
     pub fn clear_faults(&self) {
         lock(&self.shared.faults).clear();
+        lock(&self.shared.model_faults).clear();
     }
 
     /// Stops accepting, ends stalls and streams in progress, and waits (a few seconds at
@@ -202,6 +217,8 @@ pub(crate) struct Shared {
     script: EmulatorScript,
     /// The fault of each family and how many of its requests it has seen.
     faults: Mutex<HashMap<Family, Option<(Fault, u32)>>>,
+    /// Faults of single chat models, with their request counts.
+    model_faults: Mutex<HashMap<String, (Fault, u32)>>,
     /// How far each transcript queue has been read (`None`: the shared `lines`).
     transcript_cursors: Mutex<HashMap<Option<String>, usize>>,
     requests: Mutex<Vec<RecordedRequest>>,
@@ -227,6 +244,7 @@ impl Shared {
         Self {
             script,
             faults: Mutex::new(faults),
+            model_faults: Mutex::new(HashMap::new()),
             transcript_cursors: Mutex::new(HashMap::new()),
             requests: Mutex::new(Vec::new()),
             next_seq: AtomicU64::new(1),
@@ -249,8 +267,16 @@ impl Shared {
             xi_api_key: incoming.xi_api_key,
             body,
             messages: Vec::new(),
+            ended: false,
         });
         seq
+    }
+
+    /// Marks a WebSocket session's record as over.
+    fn record_ended(&self, seq: u64) {
+        if let Some(request) = lock(&self.requests).iter_mut().rev().find(|r| r.seq == seq) {
+            request.ended = true;
+        }
     }
 
     /// Adds a WebSocket client message to its session's record.
@@ -266,6 +292,16 @@ impl Shared {
     fn fault_for(&self, family: Family) -> Option<FaultKind> {
         let mut faults = lock(&self.faults);
         let (fault, seen) = faults.get_mut(&family)?.as_mut()?;
+        let n = *seen;
+        *seen = seen.saturating_add(1);
+        fault.hits(n).then(|| fault.kind.clone())
+    }
+
+    /// Counts a chat completion for `model` against that model's fault, if it has one, and
+    /// returns the fault if it hits.
+    fn model_fault(&self, model: &str) -> Option<FaultKind> {
+        let mut faults = lock(&self.model_faults);
+        let (fault, seen) = faults.get_mut(model)?;
         let n = *seen;
         *seen = seen.saturating_add(1);
         fault.hits(n).then(|| fault.kind.clone())
@@ -296,6 +332,16 @@ impl Shared {
         error: fn(u16) -> Response,
     ) -> Result<Delivery, Response> {
         let fault = self.fault_for(family);
+        self.deliver(family, fault, error).await
+    }
+
+    /// [`Self::before_first_byte`] for a fault already drawn.
+    async fn deliver(
+        &self,
+        family: Family,
+        fault: Option<FaultKind>,
+        error: fn(u16) -> Response,
+    ) -> Result<Delivery, Response> {
         match &fault {
             Some(FaultKind::Status { status }) => return Err(error(*status)),
             Some(FaultKind::Stall {
@@ -347,6 +393,7 @@ impl Incoming {
 fn router(shared: Arc<Shared>) -> Router {
     Router::new()
         .route("/v1/audio/transcriptions", post(openai::transcriptions))
+        .route("/v1/realtime", get(openai_realtime::realtime))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/embeddings", post(openai::embeddings))
         .route(
@@ -373,8 +420,9 @@ async fn unknown(
     body: axum::body::Bytes,
 ) -> Response {
     let message = format!(
-        "Unknown request URL: {method} {}. The provider emulator serves OpenAI transcriptions, \
-         chat completions and embeddings and ElevenLabs text-to-speech only.",
+        "Unknown request URL: {method} {}. The provider emulator serves OpenAI transcriptions \
+         (and Realtime transcription sessions), chat completions and embeddings and \
+         ElevenLabs text-to-speech only.",
         uri.path()
     );
     shared.record(

@@ -1,6 +1,7 @@
 //! The OpenAI side of the emulator (`PROTOCOLS.md` §6.1–6.3): transcriptions, chat
 //! completions (streamed as SSE exactly as §6.2 shows, or whole) and embeddings, with
-//! OpenAI-shaped error bodies.
+//! OpenAI-shaped error bodies, which the Realtime transcription session
+//! ([`super::openai_realtime`]) shares.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -41,7 +42,7 @@ pub(super) fn error_response(
     (status, axum::Json(body)).into_response()
 }
 
-fn bad_request(message: &str, param: Option<&str>, code: Option<&str>) -> Response {
+pub(super) fn bad_request(message: &str, param: Option<&str>, code: Option<&str>) -> Response {
     error_response(
         StatusCode::BAD_REQUEST,
         message,
@@ -52,7 +53,7 @@ fn bad_request(message: &str, param: Option<&str>, code: Option<&str>) -> Respon
 }
 
 /// The error body OpenAI sends with an injected status.
-fn fault_response(status: u16) -> Response {
+pub(super) fn fault_response(status: u16) -> Response {
     let code = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let (message, kind, err_code) = match status {
         401 => (
@@ -82,7 +83,7 @@ fn fault_response(status: u16) -> Response {
 }
 
 /// OpenAI refuses a request without a key before looking at it: the refusal, if any.
-fn refuse_without_key(shared: &Shared, authorization: bool) -> Option<Response> {
+pub(super) fn refuse_without_key(shared: &Shared, authorization: bool) -> Option<Response> {
     if shared.script.require_keys && !authorization {
         return Some(error_response(
             StatusCode::UNAUTHORIZED,
@@ -111,7 +112,7 @@ fn json_answer(body: &Value, delivery: Delivery) -> Response {
 
 /// A rough token count (four characters a token), enough for usage fields to be plausible
 /// and grow with the text.
-fn estimate_tokens(text: &str) -> u64 {
+pub(super) fn estimate_tokens(text: &str) -> u64 {
     (text.chars().count() as u64).div_ceil(4)
 }
 
@@ -366,7 +367,12 @@ pub(super) async fn chat_completions(
             None,
         );
     }
-    let delivery = match shared.before_first_byte(Family::Llm, fault_response).await {
+    // A fault set for this model (a primary that is down while its fallback answers) comes
+    // before the family's.
+    let fault = shared
+        .model_fault(model)
+        .or_else(|| shared.fault_for(Family::Llm));
+    let delivery = match shared.deliver(Family::Llm, fault, fault_response).await {
         Ok(delivery) => delivery,
         Err(answer) => return answer,
     };
@@ -513,7 +519,7 @@ pub(super) async fn chat_completions(
 
 /// Splits text into word pieces that concatenate back to it exactly, each word carrying the
 /// whitespace before it (`"Hi there"` → `["Hi", " there"]`), as tokens usually do.
-fn split_words(text: &str) -> Vec<&str> {
+pub(super) fn split_words(text: &str) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut start = 0;
     let mut prev_space = true;

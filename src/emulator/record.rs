@@ -38,8 +38,12 @@ pub struct RecordedRequest {
     /// not kept); a string for other text; `null` when empty.
     pub body: Value,
     /// For a WebSocket: the client's text messages in order, JSON parsed where JSON, with
-    /// key fields redacted. Empty for plain HTTP.
+    /// key fields redacted and Realtime audio reduced to its size (`"audio": {"bytes": n}`).
+    /// Empty for plain HTTP.
     pub messages: Vec<Value>,
+    /// For a WebSocket: the session is over (closed by either side, or dropped), so a test
+    /// can see that a client let go of its connection. Always false for plain HTTP.
+    pub ended: bool,
 }
 
 /// Headers recorded verbatim. An allow-list rather than a deny-list, so a credential in a

@@ -17,7 +17,7 @@ use serde_json::Value;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Family {
-    /// OpenAI `POST /v1/audio/transcriptions`.
+    /// OpenAI `POST /v1/audio/transcriptions` and Realtime transcription sessions.
     Stt,
     /// OpenAI `POST /v1/chat/completions`.
     Llm,
@@ -265,7 +265,8 @@ impl From<RawLatencies> for Latencies {
 /// What the speech-to-text endpoint "hears". It cannot understand audio, so it returns
 /// scripted lines in order.
 ///
-/// Keying: the multipart `prompt` field chooses the queue. When the prompt contains a key of
+/// Keying: the multipart `prompt` field (for a Realtime transcription session, the
+/// session's `audio.input.transcription.prompt`) chooses the queue. When the prompt contains a key of
 /// `by_prompt` (the longest such key wins), the next line of that key's queue is returned;
 /// otherwise the next line of the shared `lines` queue, in arrival order across all callers.
 /// A queue that has run out answers `fallback`. So a test with one caller just lists

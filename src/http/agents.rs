@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, PathId, Staff};
 use super::{validate, AppState};
-use actors::ports::Tool;
+use actors::ports::{SttMode, Tool};
 
 use crate::store::{Agent, AgentDraft};
 
@@ -38,6 +38,15 @@ pub struct AgentFields {
     pub voice: Option<String>,
     /// Language model; default `gpt-4o-mini`.
     pub llm_model: Option<String>,
+    /// Models tried in order, on the same endpoint, when `llm_model` is unavailable or too
+    /// slow to start answering: at most 3 distinct names, none of them `llm_model`; default
+    /// none.
+    #[schema(example = json!(["gpt-4.1-mini"]))]
+    pub llm_fallback_models: Option<Vec<String>>,
+    /// Speech-to-text mode: `utterance` (the default: each utterance transcribed whole once
+    /// it ends) or `streaming` (audio streams while the caller speaks, for lower latency).
+    #[schema(example = "streaming")]
+    pub stt_mode: Option<String>,
     /// Tools the model may call: `search_knowledge`, `transfer_to_human`, `end_call`,
     /// `update_lead`, `send_sms`, `schedule_callback`.
     #[schema(value_type = Option<Vec<String>>)]
@@ -60,6 +69,47 @@ where
     D: serde::Deserializer<'de>,
 {
     serde_json::Value::deserialize(d).map(Some)
+}
+
+/// Most fallback models an agent may list: each one tried costs the caller a failed
+/// attempt's wait, so a long list only lengthens the silence before the apology.
+const MAX_FALLBACK_MODELS: usize = 3;
+
+/// A speech-to-text mode by its name.
+fn stt_mode(field: &str, raw: &str) -> Result<SttMode, ApiError> {
+    SttMode::parse(raw.trim()).ok_or_else(|| {
+        ApiError::field(
+            field,
+            format!("`{raw}` is not a speech-to-text mode; use utterance or streaming"),
+        )
+    })
+}
+
+/// Fallback model names: at most [`MAX_FALLBACK_MODELS`], each a model name as `llm_model`
+/// takes it, none repeated and none the primary (`primary`), since trying a failed model
+/// again right away only doubles the wait.
+fn fallback_models(field: &str, raw: Vec<String>, primary: &str) -> Result<Vec<String>, ApiError> {
+    if raw.len() > MAX_FALLBACK_MODELS {
+        return Err(ApiError::field(
+            field,
+            format!("may list at most {MAX_FALLBACK_MODELS} models"),
+        ));
+    }
+    let mut models: Vec<String> = Vec::with_capacity(raw.len());
+    for name in raw {
+        let name = validate::text(field, &name, 1, 100)?;
+        if name == primary {
+            return Err(ApiError::field(
+                field,
+                format!("`{name}` is the agent's llm_model; list other models to fall back to"),
+            ));
+        }
+        if models.contains(&name) {
+            return Err(ApiError::field(field, format!("lists `{name}` twice")));
+        }
+        models.push(name);
+    }
+    Ok(models)
 }
 
 /// Longest extraction schema accepted, serialized: it travels in every analysis prompt.
@@ -119,6 +169,16 @@ impl AgentFields {
         }
         if let Some(model) = self.llm_model {
             base.llm_model = validate::text("llm_model", &model, 1, 100)?;
+        }
+        // Judged against the primary as it will be after this change; a new primary that is
+        // one of the stored fallbacks is refused the same way.
+        let fallbacks = self
+            .llm_fallback_models
+            .unwrap_or_else(|| base.llm_fallback_models.clone());
+        base.llm_fallback_models =
+            fallback_models("llm_fallback_models", fallbacks, &base.llm_model)?;
+        if let Some(mode) = self.stt_mode {
+            base.stt_mode = stt_mode("stt_mode", &mode)?;
         }
         if let Some(mut tools) = self.enabled_tools {
             tools.sort();

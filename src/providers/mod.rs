@@ -5,4 +5,8 @@
 //! loopback, never against the live services.
 
 pub mod elevenlabs;
+mod elevenlabs_ws;
+pub mod fallback;
 pub mod openai;
+pub mod openai_realtime;
+pub mod stt_router;

@@ -7,6 +7,14 @@
 //! timeouts). Failures become [`PortError`]s: a 5xx, 408, 429 or a network error is
 //! `Unavailable` (retrying may help), another 4xx is `Refused`, and silence past the timeout
 //! is `TimedOut`. Error texts carry OpenAI's message but never the key.
+//!
+//! Retries ([`RetryPolicy`]) happen inside the adapters, in one place
+//! (`OpenAiClient::with_retries`), and only where a repeat cannot do harm: after a
+//! connection failure, a 5xx, a 429 (waiting for its `Retry-After` when it fits) or a 408.
+//! Transcriptions and embeddings are idempotent, so any such failure may be retried; a
+//! chat completion only until the first byte of its stream arrived, since a repeat after
+//! that would speak the same words twice. Every retry stays within the one configured
+//! timeout: it bounds the whole operation, backoffs included, not each attempt.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
@@ -20,11 +28,13 @@ use actors::ports::{
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
+use futures::Future;
 use futures::StreamExt;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// OpenAI's public API.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -57,6 +67,10 @@ const EVENT_CAPACITY: usize = 16;
 /// Longest OpenAI error message copied into a [`PortError`].
 const MAX_ERROR_CHARS: usize = 300;
 
+/// A retry is made only if at least this much of the timeout is left once its backoff is
+/// over: an attempt given less would most likely time out, and the caller is waiting.
+const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(250);
+
 /// Where and how to reach OpenAI. Build it with [`OpenAiConfig::new`] and change the fields
 /// that differ from the defaults.
 #[derive(Debug, Clone)]
@@ -74,9 +88,12 @@ pub struct OpenAiConfig {
     /// Vector length asked of the embedding model; `None` keeps the model's own (1536 for
     /// text-embedding-3-small). Must match the vector store's collection.
     pub embedding_dimensions: Option<u32>,
-    /// How long a transcription or embedding request may take in all, how long a chat
-    /// completion may take to start answering, and the longest silence within its stream.
+    /// How long a transcription or embedding may take in all, and how long a chat
+    /// completion may take to send its first byte, retries and their backoffs included;
+    /// also the longest silence within a completion's stream.
     pub timeout: Duration,
+    /// How failed requests are retried within `timeout` (default [`RetryPolicy::DEFAULT`]).
+    pub retry: RetryPolicy,
 }
 
 impl OpenAiConfig {
@@ -89,7 +106,73 @@ impl OpenAiConfig {
             embedding_model: DEFAULT_EMBEDDING_MODEL.to_owned(),
             embedding_dimensions: None,
             timeout: DEFAULT_TIMEOUT,
+            retry: RetryPolicy::DEFAULT,
         }
+    }
+}
+
+/// How a request that failed in a way a repeat may cure is retried: up to `max_retries`
+/// more attempts, each after a "full jitter" backoff (a random pause between zero and a
+/// ceiling that starts at `base_delay` and doubles per retry up to `max_delay`), so clients
+/// that failed together do not come back together. A `Retry-After` from the server replaces
+/// the backoff. Whatever the policy, a retry is made only if it fits in what is left of the
+/// configured timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Attempts after the first; 0 turns retrying off.
+    pub max_retries: u32,
+    /// Ceiling of the first backoff.
+    pub base_delay: Duration,
+    /// Highest ceiling a backoff reaches, however many retries came before.
+    pub max_delay: Duration,
+}
+
+impl RetryPolicy {
+    /// Two retries, backoffs of up to 100 ms then 200 ms: a blip is ridden out while a caller
+    /// on the phone barely notices, and a provider that is down is not hammered.
+    pub const DEFAULT: Self = Self {
+        max_retries: 2,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(1),
+    };
+
+    /// No retries: each request is attempted once.
+    pub const NONE: Self = Self {
+        max_retries: 0,
+        base_delay: Duration::ZERO,
+        max_delay: Duration::ZERO,
+    };
+
+    /// The pause before retry number `retry` (1 for the first), or `None` when there is to be
+    /// no retry: the retries are used up, the server asked for a longer wait than the
+    /// `remaining` time allows, or too little time would be left for the attempt. `jitter`,
+    /// in `[0, 1]`, picks the point within the backoff's range.
+    fn delay(
+        &self,
+        retry: u32,
+        retry_after: Option<Duration>,
+        remaining: Duration,
+        jitter: f64,
+    ) -> Option<Duration> {
+        if retry == 0 || retry > self.max_retries {
+            return None;
+        }
+        let room = remaining.checked_sub(MIN_ATTEMPT_TIME)?;
+        if let Some(wait) = retry_after {
+            return (wait <= room).then_some(wait);
+        }
+        let doublings = (retry - 1).min(16);
+        let ceiling = self
+            .base_delay
+            .saturating_mul(1 << doublings)
+            .min(self.max_delay);
+        Some(ceiling.mul_f64(jitter.clamp(0.0, 1.0)).min(room))
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::DEFAULT
     }
 }
 
@@ -110,9 +193,10 @@ struct Inner {
 }
 
 impl OpenAiClient {
-    /// Builds the shared client. The connect timeout is set on the client; the request
-    /// timeout per request, because a streamed completion may rightly last longer than it
-    /// in total (it is bounded by its gaps instead).
+    /// Builds the shared client. The connect timeout is set on the client; the configured
+    /// timeout is applied per operation (all its attempts together), because a streamed
+    /// completion may rightly last longer than it in total (it is bounded by its gaps
+    /// instead).
     pub fn new(config: OpenAiConfig) -> Result<Self, OpenAiClientError> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT.min(config.timeout))
@@ -141,32 +225,98 @@ impl OpenAiClient {
         self.inner.config.timeout
     }
 
-    /// Sends a request whose whole answer must come within the timeout and returns its
-    /// body, or the failure as a port error.
+    /// Runs `attempt` until it succeeds, fails in a way no repeat can cure, or the retry
+    /// policy or the timeout says stop. The timeout bounds the whole run: each attempt gets
+    /// what is left of it, and a backoff is only slept if an attempt still fits after it.
+    /// This is the one place retries happen; whether a failure may be retried is decided
+    /// where it is made (its [`Retry`]), because only the caller knows what was already
+    /// delivered.
+    async fn with_retries<T, F, Fut>(&self, what: &str, mut attempt: F) -> Result<T, RequestError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, RequestError>>,
+    {
+        let timeout = self.timeout();
+        let policy = self.inner.config.retry;
+        let deadline = Instant::now() + timeout;
+        let mut retries = 0;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let error = match tokio::time::timeout(remaining, attempt()).await {
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(error)) => error,
+                Err(_) => return Err(RequestError::timed_out(timeout)),
+            };
+            let Retry::Allowed { after } = error.retry else {
+                return Err(error);
+            };
+            retries += 1;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let Some(delay) = policy.delay(retries, after, remaining, rand::random::<f64>()) else {
+                tracing::debug!(
+                    what,
+                    attempts = retries,
+                    reason = %error.port,
+                    "openai request failed; no retry left within the timeout"
+                );
+                return Err(error);
+            };
+            // The reason is a scrubbed port error: OpenAI's message, never the key.
+            tracing::info!(
+                what,
+                attempt = retries + 1,
+                max_attempts = policy.max_retries + 1,
+                delay_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+                retry_after = after.is_some(),
+                reason = %error.port,
+                "retrying openai request"
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Sends an idempotent request whose whole answer must come within the timeout, retrying
+    /// as the policy allows, and returns its body.
     async fn send_for_body(
         &self,
         what: &str,
         request: reqwest::RequestBuilder,
-    ) -> PortResult<Vec<u8>> {
-        let timeout = self.timeout();
+    ) -> Result<Vec<u8>, RequestError> {
+        self.with_retries(what, || {
+            let request = request
+                .try_clone()
+                .expect("OpenAI request bodies are buffered, so they can be sent again");
+            self.attempt_for_body(what, request)
+        })
+        .await
+    }
+
+    /// One attempt of [`Self::send_for_body`]. Any failure may be retried: the request is
+    /// idempotent, so even an answer lost halfway costs nothing but the repeat.
+    async fn attempt_for_body(
+        &self,
+        what: &str,
+        request: reqwest::RequestBuilder,
+    ) -> Result<Vec<u8>, RequestError> {
         let response = request
-            .timeout(timeout)
             .send()
             .await
-            .map_err(|e| transport_error(what, timeout, e))?;
+            .map_err(|e| RequestError::transport(what, self.timeout(), e))?;
         if !response.status().is_success() {
             return Err(self.status_error(what, response).await);
         }
         let body = response
             .bytes()
             .await
-            .map_err(|e| transport_error(what, timeout, e))?;
+            .map_err(|e| RequestError::transport(what, self.timeout(), e))?;
         Ok(body.to_vec())
     }
 
-    /// The port error for a non-2xx answer, with OpenAI's message (never the key).
-    async fn status_error(&self, what: &str, response: reqwest::Response) -> PortError {
+    /// The failure for a non-2xx answer, with OpenAI's message (never the key). A 5xx, 429
+    /// or 408 may be retried, after the `Retry-After` it carries if any; another 4xx never.
+    async fn status_error(&self, what: &str, response: reqwest::Response) -> RequestError {
         let status = response.status();
+        let after = retry_after(response.headers());
         let body = tokio::time::timeout(self.timeout(), response.bytes())
             .await
             .ok()
@@ -186,10 +336,21 @@ impl OpenAiClient {
         let retryable = status.is_server_error()
             || status == reqwest::StatusCode::TOO_MANY_REQUESTS
             || status == reqwest::StatusCode::REQUEST_TIMEOUT;
-        if retryable {
-            PortError::Unavailable(format!("{text}: {message}"))
+        let (port, retry) = if retryable {
+            (
+                PortError::Unavailable(format!("{text}: {message}")),
+                Retry::Allowed { after },
+            )
         } else {
-            PortError::Refused(format!("{text}: {message}"))
+            (
+                PortError::Refused(format!("{text}: {message}")),
+                Retry::Never,
+            )
+        };
+        RequestError {
+            port,
+            status: Some(status.as_u16()),
+            retry,
         }
     }
 
@@ -203,6 +364,88 @@ impl OpenAiClient {
         };
         message.chars().take(MAX_ERROR_CHARS).collect()
     }
+}
+
+/// A failed attempt: the port error it becomes, the HTTP status behind it if any, and
+/// whether another attempt may help.
+#[derive(Debug, thiserror::Error)]
+#[error("{port}")]
+struct RequestError {
+    port: PortError,
+    status: Option<u16>,
+    retry: Retry,
+}
+
+/// Whether a failed attempt may be repeated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// A repeat would fail the same way (a refusal, a malformed answer), could do harm (a
+    /// stream already under way), or cannot fit (the timeout is spent).
+    Never,
+    /// A repeat may succeed; not before `after` when the server said so.
+    Allowed {
+        /// The server's `Retry-After`.
+        after: Option<Duration>,
+    },
+}
+
+impl RequestError {
+    /// The timeout ran out; nothing is left for another attempt.
+    fn timed_out(timeout: Duration) -> Self {
+        Self {
+            port: PortError::TimedOut(timeout),
+            status: None,
+            retry: Retry::Never,
+        }
+    }
+
+    /// A failure that no repeat of the request can cure.
+    fn final_failure(port: PortError) -> Self {
+        Self {
+            port,
+            status: None,
+            retry: Retry::Never,
+        }
+    }
+
+    /// A failure to reach OpenAI or to read its answer. Retryable unless the request could
+    /// not even be built: the caller decides whether a repeat is safe before calling this.
+    fn transport(what: &str, timeout: Duration, error: reqwest::Error) -> Self {
+        let retry = if error.is_builder() {
+            Retry::Never
+        } else {
+            Retry::Allowed { after: None }
+        };
+        Self {
+            port: transport_error(what, timeout, error),
+            status: None,
+            retry,
+        }
+    }
+}
+
+/// The wait the server asked for before a retry: OpenAI's `retry-after-ms`, else the
+/// standard `Retry-After` in seconds (fractions accepted) or as an HTTP date. `None` when
+/// absent or unreadable, and the backoff applies.
+fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    let header = |name| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        if let Ok(wait) = Duration::try_from_secs_f64(ms / 1000.0) {
+            return Some(wait);
+        }
+    }
+    let value = header(reqwest::header::RETRY_AFTER.as_str())?;
+    if let Ok(seconds) = value.parse::<f64>() {
+        return Duration::try_from_secs_f64(seconds).ok();
+    }
+    let date = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = date.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 /// A failure before or while reading an answer, as a port error.
@@ -360,24 +603,17 @@ async fn transcribe_utterance(request: TranscriptionRequest, samples: Vec<i16>) 
     }
 }
 
-/// A transcription failure and the HTTP status behind it, if any.
-#[derive(Debug, thiserror::Error)]
-#[error("{port}")]
-struct TranscribeError {
-    port: PortError,
-    status: Option<u16>,
-}
-
 /// Whether no later utterance can succeed either: the key, the permission or the model or
 /// URL is wrong.
-fn is_fatal_for_session(error: &TranscribeError) -> bool {
+fn is_fatal_for_session(error: &RequestError) -> bool {
     matches!(error.status, Some(401 | 403 | 404))
 }
 
+/// One utterance's transcription, retried as the policy allows (it is idempotent).
 async fn transcribe(
     request: &TranscriptionRequest,
     samples: &[i16],
-) -> Result<String, TranscribeError> {
+) -> Result<String, RequestError> {
     let client = &request.client;
     let boundary = format!("switchboard-{}", uuid::Uuid::new_v4().simple());
     let mut form = MultipartBody::new(&boundary);
@@ -397,36 +633,17 @@ async fn transcribe(
             format!("multipart/form-data; boundary={boundary}"),
         )
         .body(form.finish());
-
-    let timeout = client.timeout();
-    let response = builder
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| TranscribeError {
-            port: transport_error("transcription", timeout, e),
-            status: None,
-        })?;
-    let status = response.status();
-    if !status.is_success() {
-        return Err(TranscribeError {
-            port: client.status_error("transcription", response).await,
-            status: Some(status.as_u16()),
-        });
-    }
-    let body = response.bytes().await.map_err(|e| TranscribeError {
-        port: transport_error("transcription", timeout, e),
-        status: None,
-    })?;
+    let body = client.send_for_body("transcription", builder).await?;
     #[derive(Deserialize)]
     struct Transcription {
         text: String,
     }
     serde_json::from_slice::<Transcription>(&body)
         .map(|t| t.text.trim().to_owned())
-        .map_err(|_| TranscribeError {
-            port: PortError::Unavailable("openai transcription (malformed answer)".to_owned()),
-            status: None,
+        .map_err(|_| {
+            RequestError::final_failure(PortError::Unavailable(
+                "openai transcription (malformed answer)".to_owned(),
+            ))
         })
 }
 
@@ -523,30 +740,70 @@ impl OpenAiLlm {
 
 #[async_trait]
 impl LanguageModel for OpenAiLlm {
-    /// Returns once the answer's headers arrived (within the timeout): a refusal or a
-    /// provider error is an `Err` here; a stream broken later, or silent for longer than the
-    /// timeout, ends with an `Err` item.
+    /// Returns once the first bytes of the answer arrived (within the timeout, retries
+    /// included): a refusal, or a provider error the retries did not cure, is an `Err` here.
+    /// A stream broken later, or silent for longer than the timeout, ends with an `Err` item
+    /// and is never retried: the words before the break were delivered, and a repeat would
+    /// say them twice.
     async fn stream(&self, request: LlmRequest) -> PortResult<LlmStream> {
         let client = &self.client;
-        let timeout = client.timeout();
-        let send = client
+        let http_request = client
             .post("/chat/completions")
-            .json(&chat_request_body(&request))
-            .send();
-        let response = tokio::time::timeout(timeout, send)
+            .json(&chat_request_body(&request));
+        let state = client
+            .with_retries("chat completion", || {
+                let attempt = http_request
+                    .try_clone()
+                    .expect("a JSON request body is buffered, so it can be sent again");
+                start_stream(client, attempt)
+            })
             .await
-            .map_err(|_| PortError::TimedOut(timeout))?
-            .map_err(|e| transport_error("chat completion", timeout, e))?;
-        if !response.status().is_success() {
-            return Err(client.status_error("chat completion", response).await);
-        }
-        let state = SseState {
-            response: Some(response),
-            timeout,
-            parser: ChunkParser::default(),
-        };
+            .map_err(|e| e.port)?;
         Ok(futures::stream::unfold(state, SseState::next).boxed())
     }
+}
+
+/// One attempt to start a completion: sends the request and waits for the stream's first
+/// bytes. Any failure up to then may be retried, because nothing has been delivered yet;
+/// after it, [`SseState`] reports failures as stream items and nothing is retried.
+async fn start_stream(
+    client: &OpenAiClient,
+    request: reqwest::RequestBuilder,
+) -> Result<SseState, RequestError> {
+    const WHAT: &str = "chat completion";
+    let timeout = client.timeout();
+    let mut response = request
+        .send()
+        .await
+        .map_err(|e| RequestError::transport(WHAT, timeout, e))?;
+    if !response.status().is_success() {
+        return Err(client.status_error(WHAT, response).await);
+    }
+    let mut parser = ChunkParser::default();
+    loop {
+        match response.chunk().await {
+            Ok(Some(bytes)) if bytes.is_empty() => continue,
+            Ok(Some(bytes)) => {
+                parser.feed(&bytes);
+                break;
+            }
+            Ok(None) => {
+                return Err(RequestError {
+                    port: PortError::Unavailable(
+                        "openai chat completion (stream ended before its first byte)".to_owned(),
+                    ),
+                    status: None,
+                    retry: Retry::Allowed { after: None },
+                })
+            }
+            Err(error) => return Err(RequestError::transport(WHAT, timeout, error)),
+        }
+    }
+    Ok(SseState {
+        response: Some(response),
+        timeout,
+        parser,
+    })
 }
 
 /// The request body of §6.2 for a port request.
@@ -852,7 +1109,11 @@ impl Embedder for OpenAiEmbedder {
             body["dimensions"] = Value::from(dimensions);
         }
         let request = self.client.post("/embeddings").json(&body);
-        let answer = self.client.send_for_body("embeddings", request).await?;
+        let answer = self
+            .client
+            .send_for_body("embeddings", request)
+            .await
+            .map_err(|e| e.port)?;
 
         #[derive(Deserialize)]
         struct Embeddings {
@@ -926,6 +1187,202 @@ mod tests {
         assert_eq!(items[0], Ok(LlmDelta::Text("Hi".into())));
         assert!(matches!(items[1], Err(PortError::Unavailable(_))));
         assert_eq!(items.len(), 2);
+    }
+
+    #[test]
+    fn backoff_ceilings_double_from_the_base_up_to_the_cap() {
+        let policy = RetryPolicy {
+            max_retries: 10,
+            ..RetryPolicy::DEFAULT
+        };
+        let budget = Duration::from_secs(60);
+        let ms = Duration::from_millis;
+        assert_eq!(policy.delay(1, None, budget, 1.0), Some(ms(100)));
+        assert_eq!(policy.delay(2, None, budget, 1.0), Some(ms(200)));
+        assert_eq!(policy.delay(3, None, budget, 1.0), Some(ms(400)));
+        assert_eq!(policy.delay(5, None, budget, 1.0), Some(ms(1000)));
+        assert_eq!(policy.delay(10, None, budget, 1.0), Some(ms(1000)));
+        assert_eq!(policy.delay(2, None, budget, 0.5), Some(ms(100)));
+        assert_eq!(policy.delay(2, None, budget, 0.0), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn no_retry_is_made_past_the_policy_or_outside_the_budget() {
+        let policy = RetryPolicy::DEFAULT;
+        let ms = Duration::from_millis;
+        assert_eq!(policy.delay(3, None, ms(10_000), 0.5), None);
+        assert_eq!(RetryPolicy::NONE.delay(1, None, ms(10_000), 0.5), None);
+        // Too little left for an attempt after any pause.
+        assert_eq!(policy.delay(1, None, MIN_ATTEMPT_TIME - ms(1), 0.0), None);
+        // A backoff is shortened so the attempt after it still fits.
+        assert_eq!(
+            policy.delay(2, None, MIN_ATTEMPT_TIME + ms(50), 1.0),
+            Some(ms(50))
+        );
+    }
+
+    #[test]
+    fn a_retry_after_is_waited_for_only_when_it_fits() {
+        let policy = RetryPolicy::DEFAULT;
+        let secs = Duration::from_secs;
+        assert_eq!(policy.delay(1, Some(secs(2)), secs(5), 0.3), Some(secs(2)));
+        assert_eq!(policy.delay(1, Some(secs(5)), secs(5), 0.3), None);
+        assert_eq!(policy.delay(3, Some(secs(0)), secs(5), 0.3), None);
+    }
+
+    #[test]
+    fn retry_after_is_read_in_milliseconds_seconds_or_as_a_date() {
+        use reqwest::header::{HeaderMap, HeaderValue};
+        let headers = |pairs: &[(&'static str, &str)]| {
+            let mut map = HeaderMap::new();
+            for (name, value) in pairs {
+                map.insert(*name, HeaderValue::from_str(value).unwrap());
+            }
+            map
+        };
+        let ms = Duration::from_millis;
+        assert_eq!(retry_after(&headers(&[])), None);
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "2")])),
+            Some(ms(2000))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after", "0.5")])),
+            Some(ms(500))
+        );
+        assert_eq!(
+            retry_after(&headers(&[("retry-after-ms", "150"), ("retry-after", "2")])),
+            Some(ms(150))
+        );
+        assert_eq!(retry_after(&headers(&[("retry-after", "soon")])), None);
+        assert_eq!(retry_after(&headers(&[("retry-after", "-1")])), None);
+        assert_eq!(
+            retry_after(&headers(&[(
+                "retry-after",
+                "Wed, 21 Oct 2015 07:28:00 GMT"
+            )])),
+            Some(Duration::ZERO),
+            "a date in the past means now"
+        );
+        let soon = (chrono::Utc::now() + chrono::TimeDelta::seconds(30)).to_rfc2822();
+        let wait = retry_after(&headers(&[("retry-after", &soon)])).unwrap();
+        assert!(wait > Duration::from_secs(25) && wait <= Duration::from_secs(30));
+    }
+
+    fn test_client(timeout: Duration) -> OpenAiClient {
+        let mut config = OpenAiConfig::new(SecretString::from("sk-unit"));
+        config.base_url = "http://127.0.0.1:9/v1".to_owned();
+        config.timeout = timeout;
+        OpenAiClient::new(config).unwrap()
+    }
+
+    fn retryable(after: Option<Duration>) -> RequestError {
+        RequestError {
+            port: PortError::Unavailable("openai test (503): overloaded".into()),
+            status: Some(503),
+            retry: Retry::Allowed { after },
+        }
+    }
+
+    // Real time, with bounds far from the numbers involved: the root package's tokio has no
+    // `test-util` feature for paused time.
+
+    #[tokio::test]
+    async fn retryable_failures_are_retried_as_often_as_the_policy_allows() {
+        let timeout = Duration::from_secs(5);
+        let client = test_client(timeout);
+        let started = Instant::now();
+        let mut attempts = 0;
+        let result: Result<(), _> = client
+            .with_retries("test", || {
+                attempts += 1;
+                async { Err(retryable(None)) }
+            })
+            .await;
+        assert_eq!(attempts, 1 + RetryPolicy::DEFAULT.max_retries);
+        assert!(matches!(result, Err(e) if e.status == Some(503)));
+        assert!(started.elapsed() < timeout, "only backoffs were waited");
+    }
+
+    #[tokio::test]
+    async fn a_success_after_a_failure_is_returned() {
+        let client = test_client(Duration::from_secs(5));
+        let mut attempts = 0;
+        let result = client
+            .with_retries("test", || {
+                attempts += 1;
+                let n = attempts;
+                async move {
+                    if n == 1 {
+                        Err(retryable(None))
+                    } else {
+                        Ok(n)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(result.unwrap(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_final_failure_is_not_retried() {
+        let client = test_client(Duration::from_secs(5));
+        let mut attempts = 0;
+        let result: Result<(), _> = client
+            .with_retries("test", || {
+                attempts += 1;
+                async { Err(RequestError::final_failure(PortError::Refused("no".into()))) }
+            })
+            .await;
+        assert_eq!(attempts, 1);
+        assert!(matches!(result, Err(e) if matches!(e.port, PortError::Refused(_))));
+    }
+
+    #[tokio::test]
+    async fn an_attempt_that_never_answers_spends_the_timeout_once() {
+        let timeout = Duration::from_millis(300);
+        let client = test_client(timeout);
+        let started = Instant::now();
+        let mut attempts = 0;
+        let result: Result<(), _> = client
+            .with_retries("test", || {
+                attempts += 1;
+                futures::future::pending()
+            })
+            .await;
+        assert_eq!(attempts, 1);
+        assert!(matches!(result, Err(e) if e.port == PortError::TimedOut(timeout)));
+        let elapsed = started.elapsed();
+        assert!(elapsed >= timeout && elapsed < timeout + Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn slow_failing_attempts_end_within_the_timeout() {
+        let timeout = Duration::from_millis(800);
+        let client = test_client(timeout);
+        let started = Instant::now();
+        let result: Result<(), _> = client
+            .with_retries("test", || async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                Err(retryable(None))
+            })
+            .await;
+        assert!(result.is_err());
+        assert!(started.elapsed() < timeout + Duration::from_secs(2));
+    }
+
+    #[tokio::test]
+    async fn a_retry_after_beyond_the_timeout_ends_the_retries_at_once() {
+        let client = test_client(Duration::from_secs(5));
+        let mut attempts = 0;
+        let result: Result<(), _> = client
+            .with_retries("test", || {
+                attempts += 1;
+                async { Err(retryable(Some(Duration::from_secs(30)))) }
+            })
+            .await;
+        assert_eq!(attempts, 1);
+        assert!(matches!(result, Err(e) if matches!(e.port, PortError::Unavailable(_))));
     }
 
     #[test]

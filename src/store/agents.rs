@@ -1,9 +1,9 @@
 //! Voice agents: per-tenant configuration of who answers (prompt, first message, language,
-//! voice, model, tools, where to transfer, what to extract from a call afterwards). A phone
-//! number points at one agent.
+//! voice, model and its fallbacks, how speech is transcribed, tools, where to transfer, what
+//! to extract from a call afterwards). A phone number points at one agent.
 
 use actors::domain::{AgentId, TenantId, E164};
-use actors::ports::Tool;
+use actors::ports::{SttMode, Tool};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -42,6 +42,14 @@ pub struct AgentDraft {
     pub voice: String,
     /// Language model name.
     pub llm_model: String,
+    /// Models tried in order, on the same endpoint, when `llm_model` is unavailable or too
+    /// slow to start answering (at most 3; empty: no fallback).
+    #[schema(example = json!(["gpt-4.1-mini"]))]
+    pub llm_fallback_models: Vec<String>,
+    /// How the caller's speech is transcribed: `utterance` (each utterance whole, once it
+    /// ends) or `streaming` (audio streams as the caller speaks, for lower latency).
+    #[schema(value_type = String, example = "streaming")]
+    pub stt_mode: SttMode,
     /// Tools the model may call: `search_knowledge`, `transfer_to_human`, `end_call`,
     /// `update_lead`, `send_sms`, `schedule_callback`.
     #[schema(value_type = Vec<String>, example = json!(["search_knowledge", "transfer_to_human"]))]
@@ -66,6 +74,8 @@ impl Agent {
             language: d.language.clone(),
             voice: d.voice.clone(),
             llm_model: d.llm_model.clone(),
+            llm_fallback_models: d.llm_fallback_models.clone(),
+            stt_mode: d.stt_mode,
             tools: d.enabled_tools.clone(),
             transfer_number: d.transfer_number.clone(),
             analysis_schema: d.analysis_schema.clone(),
@@ -88,6 +98,8 @@ impl AgentDraft {
             language: "en".to_owned(),
             voice: DEFAULT_VOICE.to_owned(),
             llm_model: "gpt-4o-mini".to_owned(),
+            llm_fallback_models: Vec::new(),
+            stt_mode: SttMode::Utterance,
             enabled_tools: Vec::new(),
             transfer_number: None,
             analysis_schema: serde_json::Map::new(),
@@ -107,6 +119,8 @@ struct AgentRow {
     enabled_tools: String,
     transfer_number: Option<String>,
     analysis_schema: String,
+    stt_mode: String,
+    llm_fallback_models: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -123,6 +137,10 @@ impl TryFrom<AgentRow> for Agent {
                 language: r.language,
                 voice: r.voice,
                 llm_model: r.llm_model,
+                llm_fallback_models: parse_json(&r.llm_fallback_models)?,
+                stt_mode: SttMode::parse(&r.stt_mode).ok_or_else(|| {
+                    StoreError::Corrupt(format!("unknown stt_mode {:?}", r.stt_mode))
+                })?,
                 enabled_tools: parse_json(&r.enabled_tools)?,
                 transfer_number: r
                     .transfer_number
@@ -136,7 +154,7 @@ impl TryFrom<AgentRow> for Agent {
     }
 }
 
-const AGENT_COLUMNS: &str = "id, name, system_prompt, first_message, language, voice, llm_model, enabled_tools, transfer_number, analysis_schema, created_at, updated_at";
+const AGENT_COLUMNS: &str = "id, name, system_prompt, first_message, language, voice, llm_model, enabled_tools, transfer_number, analysis_schema, stt_mode, llm_fallback_models, created_at, updated_at";
 
 impl Store {
     /// Every agent of the tenant, by name.
@@ -179,13 +197,14 @@ impl Store {
         let sql = match id {
             None => format!(
                 "INSERT INTO agents (tenant_id, id, name, system_prompt, first_message, language, voice, llm_model,
-                    enabled_tools, transfer_number, created_at, updated_at, analysis_schema)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12) RETURNING {AGENT_COLUMNS}"
+                    enabled_tools, transfer_number, created_at, updated_at, analysis_schema, stt_mode,
+                    llm_fallback_models)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14) RETURNING {AGENT_COLUMNS}"
             ),
             Some(_) => format!(
                 "UPDATE agents SET name = $3, system_prompt = $4, first_message = $5, language = $6, voice = $7,
                     llm_model = $8, enabled_tools = $9, transfer_number = $10, updated_at = $11,
-                    analysis_schema = $12
+                    analysis_schema = $12, stt_mode = $13, llm_fallback_models = $14
                  WHERE tenant_id = $1 AND id = $2 RETURNING {AGENT_COLUMNS}"
             ),
         };
@@ -202,6 +221,8 @@ impl Store {
             .bind(draft.transfer_number.as_ref().map(|n| n.to_string()))
             .bind(now)
             .bind(to_json(&draft.analysis_schema))
+            .bind(draft.stt_mode.as_str())
+            .bind(to_json(&draft.llm_fallback_models))
             .fetch_optional(&mut *tx)
             .await?;
         let agent: Agent = row.ok_or(StoreError::NotFound)?.try_into()?;

@@ -24,7 +24,7 @@ use actors::llm::{LlmActor, LlmArgs, LlmMsg, LlmReport};
 use actors::ports::{
     AgentConfig, CallAnalysis, CallInfo, CallLog, CallOutcome, CallUsage, Channel, ChatMessage,
     ConversationStore, EventSink, HistoryEntry, LanguageModel, LlmDelta, LlmRequest, MulawFrame,
-    PortError, Sentiment, Speaker, SpeechToText, StageTimings, Telephony, TenantEvent,
+    PortError, Sentiment, Speaker, SpeechToText, StageTimings, SttOptions, Telephony, TenantEvent,
     TextToSpeech, ToolCall, TurnRecord,
 };
 use actors::sentences::SentenceSplitter;
@@ -393,7 +393,13 @@ async fn spawn_child(
     Ok(match child {
         Child::Stt => {
             let stt_args = SttArgs {
-                session: args.ports.stt.open(&args.call, &args.agent.language),
+                session: args.ports.stt.open_with(
+                    &args.call,
+                    &SttOptions {
+                        language: args.agent.language.clone(),
+                        mode: args.agent.stt_mode,
+                    },
+                ),
                 settings: args.settings.endpoint,
                 report_to: myself.get_derived(),
             };
@@ -698,6 +704,7 @@ fn generate(state: &mut CallState) {
         model: state.args.agent.llm_model.clone(),
         messages: current.prompt.clone(),
         tools: tools::specs(&state.args.agent.tools),
+        fallback_models: state.args.agent.llm_fallback_models.clone(),
     };
     let _ = state.llm.send_message(LlmMsg::Generate {
         turn: current.turn,
@@ -1154,6 +1161,7 @@ fn analysis_request(agent: &AgentConfig, transcript: &[(Speaker, String)]) -> Ll
             ChatMessage::User(transcript_text(transcript)),
         ],
         tools: Vec::new(),
+        fallback_models: agent.llm_fallback_models.clone(),
     }
 }
 
@@ -1320,6 +1328,8 @@ mod tests {
             language: "en".to_owned(),
             voice: String::new(),
             llm_model: "the-agents-model".to_owned(),
+            llm_fallback_models: vec!["the-spare-model".to_owned()],
+            stt_mode: actors::ports::SttMode::Utterance,
             tools: vec![],
             transfer_number: None,
             analysis_schema: match schema {
@@ -1330,7 +1340,7 @@ mod tests {
     }
 
     #[test]
-    fn the_analysis_request_carries_the_schema_and_the_transcript_on_the_agents_model() {
+    fn the_analysis_request_carries_the_schema_and_the_transcript_on_the_agents_models() {
         let schema = json!({"type": "object", "properties": {"vehicle": {"type": "string"}}});
         let transcript = [
             (Speaker::Agent, "Thanks for calling!".to_owned()),
@@ -1338,6 +1348,7 @@ mod tests {
         ];
         let request = analysis_request(&agent(schema.clone()), &transcript);
         assert_eq!(request.model, "the-agents-model");
+        assert_eq!(request.fallback_models, ["the-spare-model"]);
         assert!(request.tools.is_empty());
         let [ChatMessage::System(instructions), ChatMessage::User(text)] =
             request.messages.as_slice()

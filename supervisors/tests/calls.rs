@@ -14,7 +14,7 @@ use actors::ports::TenantDirectory;
 use actors::ports::{
     AgentConfig, CallInfo, CallOutcome, CallUsage, ChatMessage, KnowledgeChunk, LanguageModel,
     LlmDelta, LlmRequest, LlmStream, PortResult, Sentiment, Speaker, SpeechToText, SttFeed,
-    SttInput, SttSession, TenantConfig, Tool, ToolCall,
+    SttInput, SttMode, SttOptions, SttSession, TenantConfig, Tool, ToolCall,
 };
 use actors::testing::{
     FakePhone, HashEmbedder, MemoryCallLog, MemoryConversationStore, MemoryVectorStore, Probe,
@@ -50,6 +50,8 @@ fn agent(tools: Vec<Tool>) -> AgentConfig {
         language: "en".to_owned(),
         voice: "test-voice".to_owned(),
         llm_model: "test-model".to_owned(),
+        llm_fallback_models: Vec::new(),
+        stt_mode: SttMode::Utterance,
         tools,
         transfer_number: Some(E164::parse("+14155550100").unwrap()),
         analysis_schema: serde_json::Map::new(),
@@ -77,9 +79,8 @@ impl SttFeed for CountingFeed {
     }
 }
 
-impl SpeechToText for CountingStt {
-    fn open(&self, call: &CallInfo, language: &str) -> SttSession {
-        let session = self.inner.open(call, language);
+impl CountingStt {
+    fn counted(&self, session: SttSession) -> SttSession {
         SttSession {
             feed: Box::new(CountingFeed {
                 inner: session.feed,
@@ -87,6 +88,16 @@ impl SpeechToText for CountingStt {
             }),
             events: session.events,
         }
+    }
+}
+
+impl SpeechToText for CountingStt {
+    fn open(&self, call: &CallInfo, language: &str) -> SttSession {
+        self.counted(self.inner.open(call, language))
+    }
+
+    fn open_with(&self, call: &CallInfo, options: &SttOptions) -> SttSession {
+        self.counted(self.inner.open_with(call, options))
     }
 }
 
@@ -678,6 +689,50 @@ async fn a_short_sound_over_the_agent_neither_interrupts_nor_starts_a_turn() {
             "The first thing to know is our hours. The second thing is our prices. The third thing is our warranty."
         ]
     );
+    world.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_agents_stt_mode_and_fallback_models_reach_the_ports() {
+    let llm = Arc::new(ScriptedLlm::new(
+        Duration::from_millis(100),
+        echo_and_analyse,
+    ));
+    let agent = AgentConfig {
+        stt_mode: SttMode::Streaming,
+        llm_fallback_models: vec!["spare-a".to_owned(), "spare-b".to_owned()],
+        ..agent(vec![])
+    };
+    let world = world_with(5, agent, llm.clone(), llm).await;
+    world.stt.script("+15550401", &["What time do you open?"]);
+    let (info, call, _phone) = world.dial("+15550401").await.unwrap();
+    after_turns(&world.log, &info, &call, 1).await.unwrap();
+    speak(&call).await;
+    after_turns(&world.log, &info, &call, 3).await.unwrap();
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    world
+        .log
+        .wait_for(info.call_id, |r| r.analysis.is_some())
+        .await;
+
+    assert_eq!(
+        world.stt.opened(),
+        [SttOptions {
+            language: "en".to_owned(),
+            mode: SttMode::Streaming
+        }],
+        "the session is opened in the agent's mode and language"
+    );
+    let requests = world.llm.requests();
+    assert!(requests.iter().any(is_analysis), "the analysis ran");
+    for request in &requests {
+        assert_eq!(request.model, "test-model");
+        assert_eq!(
+            request.fallback_models,
+            ["spare-a", "spare-b"],
+            "replies and the analysis alike may fall back"
+        );
+    }
     world.shutdown().await;
 }
 

@@ -163,6 +163,27 @@ impl TestApp {
         (status, body)
     }
 
+    /// The record of the call with this CallSid once it has ended (waits up to 10 s).
+    pub async fn ended_call(
+        &self,
+        tenant_id: &str,
+        call_sid: &str,
+    ) -> switchboard::store::CallRecord {
+        let tenant = tenant_id.parse().unwrap();
+        let call = self.store.call_by_sid(tenant, call_sid).await.unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(10), async {
+            loop {
+                let record = self.store.call_record(tenant, call).await.unwrap();
+                if record.end_reason.is_some() {
+                    return record;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+            }
+        })
+        .await
+        .expect("the call is recorded as ended")
+    }
+
     pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.call(Method::DELETE, path, Some(token), None).await
     }
