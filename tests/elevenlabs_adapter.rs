@@ -24,9 +24,8 @@ use switchboard::emulator::{
     audio::SAMPLES_PER_CHAR, Emulator, EmulatorHandle, EmulatorScript, Family, Fault, FaultKind,
     Latencies, Latency,
 };
-use switchboard::providers::elevenlabs::{
-    ElevenLabsConfig, ElevenLabsTts, RetryPolicy, TtsTransport,
-};
+use switchboard::providers::elevenlabs::{ElevenLabsConfig, ElevenLabsTts, TtsTransport};
+use switchboard::providers::retry::RetryPolicy;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 

@@ -19,7 +19,7 @@ use switchboard::emulator::script::ReplyRule;
 use switchboard::emulator::{Emulator, EmulatorHandle, EmulatorScript, Family, Fault};
 use switchboard::providers::fallback::FallbackLlm;
 use switchboard::providers::openai::{OpenAiClient, OpenAiConfig, OpenAiLlm};
-use switchboard::simulator::{run_call, CallScript, CallerTurn, SimulatorConfig};
+use switchboard::simulator::CallerTurn;
 use tokio::net::TcpListener;
 
 async fn start() -> EmulatorHandle {
@@ -136,18 +136,13 @@ async fn a_call_is_answered_by_the_fallback_model_when_the_agents_model_is_down(
     let number = unique_number();
     app.create_number(&owner, &number, &agent).await;
 
-    let config = SimulatorConfig::new(
+    let report = common::simulate_call(
         &app.base,
-        SecretString::from(common::TWILIO_TOKEN.to_owned()),
         from,
         &number,
-    );
-    let report = run_call(
-        &config,
-        &CallScript::new(vec![CallerTurn::say("Are you open on Sunday?")]),
+        vec![CallerTurn::say("Are you open on Sunday?")],
     )
-    .await
-    .expect("the simulated call completes");
+    .await;
     assert_eq!(report.turns.len(), 1, "{}", report.to_text());
     let spoken = serde_json::to_string(&emulator.requests_for(Family::Tts)).unwrap();
     assert!(

@@ -17,8 +17,9 @@ use secrecy::SecretString;
 use serde_json::{json, Value};
 use switchboard::emulator::{Emulator, EmulatorHandle, EmulatorScript, Family, Fault, Latencies};
 use switchboard::providers::openai::{
-    OpenAiClient, OpenAiConfig, OpenAiEmbedder, OpenAiLlm, OpenAiStt, RetryPolicy,
+    OpenAiClient, OpenAiConfig, OpenAiEmbedder, OpenAiLlm, OpenAiStt,
 };
+use switchboard::providers::retry::RetryPolicy;
 use tokio::net::TcpListener;
 
 const KEY: &str = "sk-test-adapter-key-never-shown";

@@ -21,7 +21,7 @@ use switchboard::emulator::{
 };
 use switchboard::providers::openai::{OpenAiClient, OpenAiConfig};
 use switchboard::providers::openai_realtime::{OpenAiRealtimeStt, BATCH_FRAMES};
-use switchboard::simulator::{run_call, CallScript, CallerTurn, SimulatorConfig};
+use switchboard::simulator::CallerTurn;
 use tokio::net::TcpListener;
 
 const KEY: &str = "sk-test-realtime-key-never-shown";
@@ -351,18 +351,13 @@ async fn an_agent_in_streaming_mode_hears_its_callers_over_the_realtime_session(
     let number = unique_number();
     app.create_number(&owner, &number, &agent).await;
 
-    let config = SimulatorConfig::new(
+    let report = common::simulate_call(
         &app.base,
-        SecretString::from(common::TWILIO_TOKEN.to_owned()),
         from,
         &number,
-    );
-    let report = run_call(
-        &config,
-        &CallScript::new(vec![CallerTurn::say("What are your opening hours?")]),
+        vec![CallerTurn::say("What are your opening hours?")],
     )
-    .await
-    .expect("the simulated call completes");
+    .await;
     assert_eq!(report.turns.len(), 1, "{}", report.to_text());
     assert!(report.turns[0].reply.audio_ms > 300, "{}", report.to_text());
 

@@ -6,13 +6,12 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{spawn_voice_app, unique_number, Login, TestApp, TWILIO_TOKEN};
+use common::{spawn_voice_app, unique_number, Login, TestApp};
 use reqwest::StatusCode;
-use secrecy::SecretString;
 use serde_json::json;
 use switchboard::emulator::script::ReplyRule;
 use switchboard::emulator::{EmulatorScript, Family, Fault};
-use switchboard::simulator::{run_call, CallReport, CallScript, CallerTurn, SimulatorConfig};
+use switchboard::simulator::{CallReport, CallerTurn};
 
 /// A tenant with one agent on one number.
 struct Line {
@@ -56,15 +55,7 @@ fn script(from: &str, lines: &[&str], rules: Vec<ReplyRule>) -> EmulatorScript {
 }
 
 async fn call(app: &TestApp, from: &str, to: &str, turns: Vec<CallerTurn>) -> CallReport {
-    let config = SimulatorConfig::new(
-        &app.base,
-        SecretString::from(TWILIO_TOKEN.to_owned()),
-        from,
-        to,
-    );
-    run_call(&config, &CallScript::new(turns))
-        .await
-        .expect("the simulated call completes")
+    common::simulate_call(&app.base, from, to, turns).await
 }
 
 /// The call's transcript as (speaker, text, interrupted), once the call has ended.
@@ -222,15 +213,13 @@ async fn a_failing_model_gets_an_apology_and_the_next_turn_is_answered() {
 
     let to = line.number.clone();
     let caller = {
-        let app = app.base.clone();
+        let base = app.base.clone();
         tokio::spawn(async move {
-            let config =
-                SimulatorConfig::new(&app, SecretString::from(TWILIO_TOKEN.to_owned()), from, to);
             let turns = vec![
                 CallerTurn::say("Are you open today?"),
                 CallerTurn::say("Are you open tomorrow?"),
             ];
-            run_call(&config, &CallScript::new(turns)).await
+            common::simulate_call(&base, from, &to, turns).await
         })
     };
     // The model keeps failing until the apology is on its way to the caller; then it
@@ -247,7 +236,7 @@ async fn a_failing_model_gets_an_apology_and_the_next_turn_is_answered() {
     .expect("the failed turn is answered with a spoken apology");
     emulator.set_fault(Family::Llm, None);
 
-    let report = caller.await.unwrap().expect("the call completes");
+    let report = caller.await.unwrap();
     assert_eq!(report.turns.len(), 2, "{}", report.to_text());
     assert!(report.turns[0].reply.audio_ms > 0, "{}", report.to_text());
     let lines = transcript(&app, &line, &report.call_sid).await;

@@ -47,6 +47,8 @@ use serde::Serialize;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::retry::RetryPolicy;
+
 use super::elevenlabs_ws::{self, WsSession};
 
 /// Where the real API lives.
@@ -79,11 +81,6 @@ const MAX_VOICE_ID_LEN: usize = 64;
 /// Longest vendor error message passed on in a [`PortError`], so an odd error body cannot
 /// flood logs and transcripts.
 pub(super) const MAX_ERROR_MESSAGE_LEN: usize = 300;
-
-/// A retry is made only if at least this much of the first-byte timeout is left once its
-/// backoff is over: an attempt given less would most likely time out, and the caller is
-/// waiting.
-const MIN_ATTEMPT_TIME: Duration = Duration::from_millis(250);
 
 /// How to reach ElevenLabs. Secrets stay secret: `Debug` prints the key redacted.
 #[derive(Clone, Debug)]
@@ -146,62 +143,6 @@ pub enum TtsTransport {
     WebSocket,
     /// The HTTP streaming endpoint only: one `POST` per sentence, nothing to upgrade.
     Http,
-}
-
-/// How a sentence that failed before its first audio, in a way a repeat may cure, is
-/// retried: up to `max_retries` more attempts, each after a "full jitter" backoff (a random
-/// pause between zero and a ceiling that starts at `base_delay` and doubles per retry up to
-/// `max_delay`), so calls that failed together do not come back together. Whatever the
-/// policy, a retry is made only if it fits in what is left of the first-byte timeout. The
-/// same shape as the OpenAI adapters' policy, so both read alike in configuration.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    /// Attempts after the first (not counting the fallback from the WebSocket to HTTP,
-    /// which is a change of endpoint rather than a repeat); 0 turns retrying off.
-    pub max_retries: u32,
-    /// Ceiling of the first backoff.
-    pub base_delay: Duration,
-    /// Highest ceiling a backoff reaches, however many retries came before.
-    pub max_delay: Duration,
-}
-
-impl RetryPolicy {
-    /// Two retries, backoffs of up to 100 ms then 200 ms: a blip is ridden out while a caller
-    /// on the phone barely notices, and a provider that is down is not hammered.
-    pub const DEFAULT: Self = Self {
-        max_retries: 2,
-        base_delay: Duration::from_millis(100),
-        max_delay: Duration::from_secs(1),
-    };
-
-    /// No retries: each sentence is attempted once per transport.
-    pub const NONE: Self = Self {
-        max_retries: 0,
-        base_delay: Duration::ZERO,
-        max_delay: Duration::ZERO,
-    };
-
-    /// The pause before retry number `retry` (1 for the first), or `None` when there is to be
-    /// no retry: the retries are used up, or too little of the `remaining` time would be
-    /// left for the attempt. `jitter`, in `[0, 1]`, picks the point within the backoff.
-    fn delay(&self, retry: u32, remaining: Duration, jitter: f64) -> Option<Duration> {
-        if retry == 0 || retry > self.max_retries {
-            return None;
-        }
-        let room = remaining.checked_sub(MIN_ATTEMPT_TIME)?;
-        let doublings = (retry - 1).min(16);
-        let ceiling = self
-            .base_delay
-            .saturating_mul(1 << doublings)
-            .min(self.max_delay);
-        Some(ceiling.mul_f64(jitter.clamp(0.0, 1.0)).min(room))
-    }
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        Self::DEFAULT
-    }
 }
 
 /// Why an [`ElevenLabsTts`] could not be built: a configuration mistake, found at start.
@@ -395,7 +336,10 @@ impl ElevenLabsTts {
             }
             retries += 1;
             let remaining = deadline.saturating_duration_since(Instant::now());
-            let Some(delay) = self.retry.delay(retries, remaining, rand::random::<f64>()) else {
+            let Some(delay) = self
+                .retry
+                .delay(retries, None, remaining, rand::random::<f64>())
+            else {
                 tracing::debug!(
                     transport,
                     attempts = retries,
@@ -744,40 +688,6 @@ mod tests {
             failure.error,
             PortError::Refused("ElevenLabs 401: Invalid API key".into())
         );
-    }
-
-    #[test]
-    fn backoffs_are_jittered_doubling_and_fit_in_the_time_left() {
-        let policy = RetryPolicy::DEFAULT;
-        let plenty = Duration::from_secs(5);
-        assert_eq!(
-            policy.delay(1, plenty, 1.0),
-            Some(Duration::from_millis(100))
-        );
-        assert_eq!(
-            policy.delay(2, plenty, 1.0),
-            Some(Duration::from_millis(200))
-        );
-        assert_eq!(
-            policy.delay(2, plenty, 0.5),
-            Some(Duration::from_millis(100))
-        );
-        assert_eq!(policy.delay(1, plenty, 0.0), Some(Duration::ZERO));
-        assert_eq!(policy.delay(3, plenty, 1.0), None, "two retries at most");
-        assert_eq!(policy.delay(0, plenty, 1.0), None);
-        // Too little time left for another attempt: none is made.
-        assert_eq!(policy.delay(1, Duration::from_millis(200), 1.0), None);
-        // Some time left: the backoff shrinks to leave the attempt its share.
-        assert_eq!(
-            policy.delay(1, Duration::from_millis(300), 1.0),
-            Some(Duration::from_millis(50))
-        );
-        assert_eq!(RetryPolicy::NONE.delay(1, plenty, 1.0), None);
-        let long = RetryPolicy {
-            max_retries: 10,
-            ..RetryPolicy::DEFAULT
-        };
-        assert_eq!(long.delay(9, plenty, 1.0), Some(Duration::from_secs(1)));
     }
 
     #[test]

@@ -9,4 +9,5 @@ mod elevenlabs_ws;
 pub mod fallback;
 pub mod openai;
 pub mod openai_realtime;
+pub mod retry;
 pub mod stt_router;

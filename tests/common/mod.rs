@@ -304,6 +304,25 @@ pub fn twilio_signature(url: &str, params: &[(String, String)]) -> String {
     )
 }
 
+/// Places a simulated call (the call simulator plays Twilio) from `from` to `to` on the
+/// server at `base`, the caller saying `turns`; panics if the call fails.
+pub async fn simulate_call(
+    base: &str,
+    from: &str,
+    to: &str,
+    turns: Vec<switchboard::simulator::CallerTurn>,
+) -> switchboard::simulator::CallReport {
+    let config = switchboard::simulator::SimulatorConfig::new(
+        base,
+        secrecy::SecretString::from(TWILIO_TOKEN.to_owned()),
+        from,
+        to,
+    );
+    switchboard::simulator::run_call(&config, &switchboard::simulator::CallScript::new(turns))
+        .await
+        .expect("the simulated call completes")
+}
+
 /// A fresh Twilio CallSid.
 pub fn call_sid() -> String {
     format!("CA{}", uuid::Uuid::new_v4().simple())
