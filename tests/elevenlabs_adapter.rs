@@ -397,6 +397,19 @@ async fn a_websocket_that_breaks_before_its_first_audio_falls_back_to_http() {
 }
 
 #[tokio::test]
+async fn a_websocket_that_stalls_before_its_first_audio_leaves_time_for_http() {
+    let emu = start_emulator(Latency::new(0, 0)).await;
+    let timeout = Duration::from_secs(2);
+    let tts = adapter_with_timeout(&emu, TtsTransport::WebSocketWithHttpFallback, timeout);
+    emu.set_fault(Family::Tts, Some(Fault::stall().times(1)));
+    let started = Instant::now();
+    let audio = speak(&tts, "Hello there.").await;
+    assert_eq!(audio.len(), "Hello there.".len() * SAMPLES_PER_CHAR);
+    assert!(started.elapsed() < timeout, "{:?}", started.elapsed());
+    assert_eq!(tts_requests(&emu), [ws_request(), http_request()]);
+}
+
+#[tokio::test]
 async fn a_cut_stream_ends_with_an_error_after_its_audio_and_is_never_repeated() {
     let text = "A sentence long enough to need several chunks of audio.";
     for (transport, chunk) in [

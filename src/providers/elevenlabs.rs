@@ -309,10 +309,21 @@ impl ElevenLabsTts {
         let mut on_ws = self.transport != TtsTransport::Http;
         let mut retries = 0;
         loop {
-            let attempt = if on_ws {
-                self.start_ws(request).await
-            } else {
-                self.start_http(request).await
+            let attempt = match (on_ws, self.transport) {
+                // A socket that stalls gets half of what is left, so HTTP still has time.
+                (true, TtsTransport::WebSocketWithHttpFallback) => {
+                    let share = deadline.saturating_duration_since(Instant::now()) / 2;
+                    tokio::time::timeout(share, self.start_ws(request))
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(Failure {
+                                error: PortError::TimedOut(share),
+                                retry: Retry::OtherTransport,
+                            })
+                        })
+                }
+                (true, _) => self.start_ws(request).await,
+                (false, _) => self.start_http(request).await,
             };
             let failure = match attempt {
                 Ok(started) => return Ok(started),
