@@ -322,7 +322,7 @@ fn print_latency_table(
             t.llm_first_sentence_ms,
             t.tts_first_byte_ms,
             t.voice_to_voice_ms,
-            runtime_overhead_ms(&t),
+            t.runtime_overhead_ms(),
             caller_turn
                 .reply
                 .voice_to_voice_ms
@@ -342,11 +342,4 @@ fn print_latency_table(
     writeln!(out, "  runtime: voice-to-voice less stt, llm first sentence and tts first byte: switchboard's own share.")?;
     writeln!(out, "  caller heard: measured by the simulated phone from the last sound of speech, endpointing included.")?;
     Ok(())
-}
-
-/// What the runtime itself added to a turn's voice-to-voice latency: everything that was not
-/// waiting for a provider.
-pub fn runtime_overhead_ms(t: &actors::ports::StageTimings) -> Option<u32> {
-    let providers = t.stt_ms? + t.llm_first_sentence_ms? + t.tts_first_byte_ms?;
-    Some(t.voice_to_voice_ms?.saturating_sub(providers))
 }

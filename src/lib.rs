@@ -8,6 +8,10 @@
 //! `main.rs` only parses the command line and calls into here, so tests build the server
 //! exactly as production does.
 
+/// The `User-Agent` of every request this server makes (providers, Twilio), so they and any
+/// proxy can tell who calls.
+pub const USER_AGENT: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
+
 pub mod app;
 pub mod auth;
 pub mod calls;

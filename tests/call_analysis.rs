@@ -16,7 +16,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use supervisors::call::{CallMsg, CallSettings, ANALYSIS_INSTRUCTIONS};
 use supervisors::runtime::{Runtime, RuntimeArgs, RuntimePorts};
-use switchboard::store::{Direction, NewCall};
+use switchboard::store::NewCall;
 
 const SPEECH: &[u8] = include_bytes!("../actors/tests/fixtures/sentence.ulaw");
 
@@ -187,15 +187,7 @@ async fn a_call_through_the_runtime_leaves_its_usage_and_analysis_in_sql() {
     app.store
         .create_call(
             tenant,
-            &NewCall {
-                id: info.call_id,
-                call_sid: format!("CA{}", uuid::Uuid::new_v4().simple()),
-                agent: info.agent,
-                phone_number: number_id.parse().unwrap(),
-                direction: Direction::Inbound,
-                from: customer.clone(),
-                to: info.business_number.clone(),
-            },
+            &NewCall::inbound(&info, &common::call_sid(), number_id.parse().unwrap()),
         )
         .await
         .unwrap();

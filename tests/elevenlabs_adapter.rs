@@ -399,7 +399,7 @@ async fn a_websocket_that_breaks_before_its_first_audio_falls_back_to_http() {
 #[tokio::test]
 async fn a_websocket_that_stalls_before_its_first_audio_leaves_time_for_http() {
     let emu = start_emulator(Latency::new(0, 0)).await;
-    let timeout = Duration::from_secs(2);
+    let timeout = Duration::from_secs(4);
     let tts = adapter_with_timeout(&emu, TtsTransport::WebSocketWithHttpFallback, timeout);
     emu.set_fault(Family::Tts, Some(Fault::stall().times(1)));
     let started = Instant::now();

@@ -10,7 +10,7 @@ use actors::audio::{mulaw, FRAME_SAMPLES};
 use actors::domain::{AgentId, CallId, TenantId, E164};
 use actors::ports::{
     CallInfo, ChatMessage, Embedder, LanguageModel, LlmDelta, LlmRequest, PcmFrame, PortError,
-    SpeechToText, SttEvent, SttInput, SttSession, ToolCall, ToolSpec,
+    SpeechToText, SttEvent, SttInput, SttMode, SttOptions, SttSession, ToolCall, ToolSpec,
 };
 use futures::StreamExt;
 use secrecy::SecretString;
@@ -341,7 +341,7 @@ async fn next_event(session: &mut SttSession) -> SttEvent {
 async fn an_utterance_is_transcribed_as_the_line_scripted_for_its_caller() {
     let emu = start(script()).await;
     let stt = OpenAiStt::new(client(&emu));
-    let mut session = stt.open(&call_info(), "en-US");
+    let mut session = stt.open(&call_info(), &SttOptions::new("en-US", SttMode::Utterance));
     let frames = sentence_frames();
     say(&mut session, &frames);
     assert_eq!(
@@ -367,7 +367,7 @@ async fn an_utterance_is_transcribed_as_the_line_scripted_for_its_caller() {
 async fn a_failed_transcription_loses_one_utterance_and_the_session_goes_on() {
     let emu = start(script()).await;
     let stt = OpenAiStt::new(client(&emu));
-    let mut session = stt.open(&call_info(), "en");
+    let mut session = stt.open(&call_info(), &SttOptions::new("en", SttMode::Utterance));
     // Failing every attempt of the first utterance, retries included.
     emu.set_fault(Family::Stt, Some(Fault::status(500).times(ATTEMPTS as u32)));
     let frames = sentence_frames();
@@ -404,7 +404,7 @@ async fn a_failed_transcription_loses_one_utterance_and_the_session_goes_on() {
 async fn a_transcription_that_fails_once_is_retried_and_heard() {
     let emu = start(script()).await;
     let stt = OpenAiStt::new(client(&emu));
-    let mut session = stt.open(&call_info(), "en");
+    let mut session = stt.open(&call_info(), &SttOptions::new("en", SttMode::Utterance));
     emu.set_fault(Family::Stt, Some(Fault::status(503).times(1)));
     say(&mut session, &sentence_frames());
     assert_eq!(
@@ -420,7 +420,7 @@ async fn a_transcription_that_fails_once_is_retried_and_heard() {
 async fn a_refused_transcription_is_not_retried() {
     let emu = start(script()).await;
     let stt = OpenAiStt::new(client(&emu));
-    let mut session = stt.open(&call_info(), "en");
+    let mut session = stt.open(&call_info(), &SttOptions::new("en", SttMode::Utterance));
     emu.set_fault(Family::Stt, Some(Fault::status(400)));
     say(&mut session, &sentence_frames());
     assert_eq!(
@@ -435,7 +435,7 @@ async fn a_refused_transcription_is_not_retried() {
 async fn an_utterance_too_short_to_transcribe_is_empty_without_a_request() {
     let emu = start(script()).await;
     let stt = OpenAiStt::new(client(&emu));
-    let mut session = stt.open(&call_info(), "en");
+    let mut session = stt.open(&call_info(), &SttOptions::new("en", SttMode::Utterance));
     say(&mut session, &sentence_frames()[..2]);
     assert_eq!(
         next_event(&mut session).await,
@@ -485,7 +485,7 @@ async fn embeddings_come_back_in_input_order_with_the_requested_dimension() {
 async fn a_rejected_key_ends_the_transcription_session_with_a_refusal() {
     let emu = start(script()).await;
     let stt = OpenAiStt::new(client(&emu));
-    let mut session = stt.open(&call_info(), "en");
+    let mut session = stt.open(&call_info(), &SttOptions::new("en", SttMode::Utterance));
     emu.set_fault(Family::Stt, Some(Fault::status(401)));
     say(&mut session, &sentence_frames());
     match next_event(&mut session).await {

@@ -10,7 +10,10 @@ use std::time::Duration;
 
 use actors::audio::FRAME_SAMPLES;
 use actors::domain::{AgentId, CallId, TenantId, E164};
-use actors::ports::{CallInfo, PcmFrame, PortError, SpeechToText, SttEvent, SttInput, SttSession};
+use actors::ports::{
+    CallInfo, PcmFrame, PortError, SpeechToText, SttEvent, SttInput, SttMode, SttOptions,
+    SttSession,
+};
 use common::{spawn_voice_app, unique_number};
 use reqwest::StatusCode;
 use secrecy::SecretString;
@@ -133,7 +136,7 @@ fn kinds(messages: &[Value]) -> Vec<&str> {
 async fn utterances_stream_partials_then_their_finals_in_the_realtime_wire_format() {
     let emu = start().await;
     let stt = adapter(&emu, Duration::from_secs(5));
-    let mut session = stt.open(&call_info(), "en-US");
+    let mut session = stt.open(&call_info(), &SttOptions::new("en-US", SttMode::Streaming));
 
     say(&mut session, 3);
     assert_eq!(
@@ -218,7 +221,7 @@ async fn utterances_stream_partials_then_their_finals_in_the_realtime_wire_forma
 async fn dropping_the_session_closes_its_socket() {
     let emu = start().await;
     let stt = adapter(&emu, Duration::from_secs(5));
-    let mut session = stt.open(&call_info(), "en");
+    let mut session = stt.open(&call_info(), &SttOptions::new("en", SttMode::Streaming));
     for frame in frames(10) {
         session.feed.push(SttInput::Audio(frame)).unwrap();
     }
@@ -235,7 +238,7 @@ async fn a_dropped_feed_still_hears_its_last_utterance_then_closes() {
     let SttSession {
         mut feed,
         mut events,
-    } = stt.open(&call_info(), "en");
+    } = stt.open(&call_info(), &SttOptions::new("en", SttMode::Streaming));
     for frame in frames(20) {
         feed.push(SttInput::Audio(frame)).unwrap();
     }
@@ -261,7 +264,7 @@ async fn a_refused_key_fails_the_session_without_showing_the_key() {
     let emu = start().await;
     emu.set_fault(Family::Stt, Some(Fault::status(401)));
     let stt = adapter(&emu, Duration::from_secs(5));
-    let mut session = stt.open(&call_info(), "en");
+    let mut session = stt.open(&call_info(), &SttOptions::new("en", SttMode::Streaming));
     match next_event(&mut session).await {
         SttEvent::Failed(PortError::Refused(message)) => {
             assert!(message.contains("401"), "{message}");
@@ -277,7 +280,7 @@ async fn an_unavailable_service_costs_the_utterance_and_the_next_one_reconnects(
     let emu = start().await;
     emu.set_fault(Family::Stt, Some(Fault::status(503)));
     let stt = adapter(&emu, Duration::from_secs(5));
-    let mut session = stt.open(&call_info(), "en");
+    let mut session = stt.open(&call_info(), &SttOptions::new("en", SttMode::Streaming));
     say(&mut session, 20);
     assert_eq!(utterance(&mut session).await, (vec![], String::new()));
 
@@ -295,7 +298,7 @@ async fn a_connection_cut_mid_transcript_loses_that_utterance_only() {
     let emu = start().await;
     emu.set_fault(Family::Stt, Some(Fault::cut_after(2).times(1)));
     let stt = adapter(&emu, Duration::from_secs(5));
-    let mut session = stt.open(&call_info(), "en");
+    let mut session = stt.open(&call_info(), &SttOptions::new("en", SttMode::Streaming));
     say(&mut session, 20);
     assert_eq!(
         utterance(&mut session).await,
@@ -314,7 +317,7 @@ async fn a_transcript_overdue_past_the_timeout_is_given_up() {
     let emu = start().await;
     emu.set_fault(Family::Stt, Some(Fault::stall().times(1)));
     let stt = adapter(&emu, Duration::from_millis(400));
-    let mut session = stt.open(&call_info(), "en");
+    let mut session = stt.open(&call_info(), &SttOptions::new("en", SttMode::Streaming));
     let started = tokio::time::Instant::now();
     say(&mut session, 20);
     assert_eq!(utterance(&mut session).await, (vec![], String::new()));

@@ -38,6 +38,30 @@ async fn line(app: &TestApp) -> Line {
     }
 }
 
+/// Asserts the call `sid` was refused: recorded `busy`, its reason mentioning `why`.
+async fn assert_refused(app: &TestApp, line: &Line, sid: &str, why: &str) {
+    let tenant = line.owner.tenant_id.parse().unwrap();
+    let call = app.store.call_by_sid(tenant, sid).await.unwrap();
+    let record = app.store.call_record(tenant, call).await.unwrap();
+    assert_eq!(record.status, "busy");
+    assert!(
+        record.failure.as_deref().is_some_and(|f| f.contains(why)),
+        "{record:?}"
+    );
+}
+
+/// Gives the line's agent a transfer (and fallback) number.
+async fn set_transfer_number(app: &TestApp, line: &Line, number: &str) {
+    let (status, body) = app
+        .patch(
+            &format!("/v1/agents/{}", line.agent),
+            &line.owner.access,
+            json!({ "transfer_number": number }),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
 /// A voice server whose Twilio REST API is the fake `twilio`.
 async fn spawn_twilio_app(twilio: &FakeTwilio) -> (TestApp, switchboard::emulator::EmulatorHandle) {
     spawn_voice_app(
@@ -220,26 +244,9 @@ async fn a_tenant_at_its_limit_sends_callers_to_its_fallback_or_says_it_is_busy(
     assert_eq!(status, StatusCode::OK);
     assert!(twiml.contains("All of our lines are busy"), "{twiml}");
     assert!(twiml.contains("<Hangup />"), "{twiml}");
-    let tenant = line.owner.tenant_id.parse().unwrap();
-    let call = app.store.call_by_sid(tenant, &refused).await.unwrap();
-    let record = app.store.call_record(tenant, call).await.unwrap();
-    assert_eq!(record.status, "busy");
-    assert!(
-        record
-            .failure
-            .as_deref()
-            .is_some_and(|f| f.contains("limit")),
-        "{record:?}"
-    );
+    assert_refused(&app, &line, &refused, "limit").await;
 
-    let (status, body) = app
-        .patch(
-            &format!("/v1/agents/{}", line.agent),
-            &line.owner.access,
-            json!({"transfer_number": "+14155550999"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    set_transfer_number(&app, &line, "+14155550999").await;
     let (status, twiml) = app.ring(&call_sid(), "+14155550102", &line.number).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -349,14 +356,7 @@ async fn pressing_0_hands_the_caller_to_the_transfer_number_through_twilio() {
     .await;
     let (app, _emulator) = spawn_twilio_app(&twilio).await;
     let line = line(&app).await;
-    let (status, body) = app
-        .patch(
-            &format!("/v1/agents/{}", line.agent),
-            &line.owner.access,
-            json!({"transfer_number": "+14155550999"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    set_transfer_number(&app, &line, "+14155550999").await;
     let sid = call_sid();
     let token = stream_token(&app.ring(&sid, "+14155550100", &line.number).await.1);
     let mut socket = open_socket(&app).await;
@@ -414,17 +414,7 @@ async fn a_tenant_that_used_its_monthly_minutes_takes_no_new_calls() {
     let (status, twiml) = app.ring(&sid, "+14155550100", &line.number).await;
     assert_eq!(status, StatusCode::OK);
     assert!(twiml.contains("All of our lines are busy"), "{twiml}");
-    let tenant = line.owner.tenant_id.parse().unwrap();
-    let call = app.store.call_by_sid(tenant, &sid).await.unwrap();
-    let record = app.store.call_record(tenant, call).await.unwrap();
-    assert_eq!(record.status, "busy");
-    assert!(
-        record
-            .failure
-            .as_deref()
-            .is_some_and(|f| f.contains("minutes")),
-        "{record:?}"
-    );
+    assert_refused(&app, &line, &sid, "minutes").await;
 
     let (status, body) = app
         .patch(

@@ -17,7 +17,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use supervisors::call::{CallMsg, CallSettings};
 use supervisors::runtime::{Runtime, RuntimeArgs, RuntimePorts};
-use switchboard::store::{Direction, NewCall, Store};
+use switchboard::store::{NewCall, Store};
 
 const SPEECH: &[u8] = include_bytes!("../actors/tests/fixtures/sentence.ulaw");
 
@@ -78,15 +78,7 @@ async fn a_call_through_the_runtime_is_recorded_in_sql_as_it_happens() {
     app.store
         .create_call(
             tenant,
-            &NewCall {
-                id: info.call_id,
-                call_sid: format!("CA{}", uuid::Uuid::new_v4().simple()),
-                agent: info.agent,
-                phone_number: number_id.parse().unwrap(),
-                direction: Direction::Inbound,
-                from: customer.clone(),
-                to: info.business_number.clone(),
-            },
+            &NewCall::inbound(&info, &common::call_sid(), number_id.parse().unwrap()),
         )
         .await
         .unwrap();

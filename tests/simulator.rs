@@ -733,9 +733,9 @@ async fn a_call_past_its_timeout_hangs_up_and_fails() {
     .await;
     let mut script = quick(vec![CallerTurn::say("Hello?")]);
     script.reply_timeout_ms = 60_000;
-    script.call_timeout_ms = 700;
+    script.call_timeout_ms = 2_500;
     let err = run_call(&shared.config(), &script).await.unwrap_err();
-    assert!(matches!(err, SimulatorError::Timeout(700)), "{err:?}");
+    assert!(matches!(err, SimulatorError::Timeout(2_500)), "{err:?}");
     shared.stream_finished().await;
     assert_eq!(shared.inbound().last().unwrap()["event"], "stop");
     assert_eq!(shared.callbacks().len(), 1);

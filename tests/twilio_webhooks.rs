@@ -162,7 +162,7 @@ async fn status_callbacks_record_the_end_and_duration_of_a_call() {
     let number_id = app.create_number(&owner, &number, &agent).await;
     let tenant = owner.tenant_id.parse().unwrap();
     let call_id = actors::domain::CallId::new();
-    let call_sid = format!("CA{}", uuid::Uuid::new_v4().simple());
+    let call_sid = common::call_sid();
     app.store
         .create_call(
             tenant,

@@ -75,7 +75,7 @@ fn last_turn_prompt(emulator: &switchboard::emulator::EmulatorHandle) -> String 
         .requests_for(Family::Llm)
         .iter()
         .map(|r| r.body.to_string())
-        .rfind(|body| !body.contains("You review a finished phone call"))
+        .rfind(|body| !body.contains(supervisors::call::ANALYSIS_INSTRUCTIONS))
         .expect("the model was asked")
 }
 
@@ -347,10 +347,7 @@ async fn fifty_concurrent_calls_all_complete_with_their_own_transcripts() {
             .unwrap();
         let record = app.store.call_record(tenant, call).await.unwrap();
         let t = record.turns.last().unwrap().timings;
-        if let (Some(v2v), Some(runtime)) = (
-            t.voice_to_voice_ms,
-            switchboard::demo::runtime_overhead_ms(&t),
-        ) {
+        if let (Some(v2v), Some(runtime)) = (t.voice_to_voice_ms, t.runtime_overhead_ms()) {
             voice_to_voice.push(v2v);
             overhead.push(runtime);
         }

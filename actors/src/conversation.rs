@@ -182,8 +182,8 @@ fn truncate_keep_start(text: &str, max_tokens: usize) -> String {
     out
 }
 
-/// How a speaker is named in the summary.
-fn speaker_label(speaker: Speaker) -> &'static str {
+/// How a speaker is named in the summary and in transcripts given to the model.
+pub fn speaker_label(speaker: Speaker) -> &'static str {
     match speaker {
         Speaker::Customer => "Customer",
         Speaker::Agent => "Agent",

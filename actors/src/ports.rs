@@ -156,20 +156,21 @@ pub struct SttOptions {
     pub mode: SttMode,
 }
 
-/// Turns speech into text, streaming or per utterance.
-///
-/// The engine opens sessions with [`SpeechToText::open_with`]; a provider that works in one
-/// mode only implements [`SpeechToText::open`] and ignores the mode, and a router that
-/// chooses a provider by mode overrides `open_with`.
-pub trait SpeechToText: Send + Sync + 'static {
-    /// Opens a session for one call in `language` (BCP 47).
-    fn open(&self, call: &CallInfo, language: &str) -> SttSession;
-
-    /// Opens a session for one call with the agent's options. By default the mode is not
-    /// the provider's concern and this is [`SpeechToText::open`] in the options' language.
-    fn open_with(&self, call: &CallInfo, options: &SttOptions) -> SttSession {
-        self.open(call, &options.language)
+impl SttOptions {
+    /// Options for a call in `language` (BCP 47) in `mode`.
+    pub fn new(language: impl Into<String>, mode: SttMode) -> Self {
+        Self {
+            language: language.into(),
+            mode,
+        }
     }
+}
+
+/// Turns speech into text, streaming or per utterance. A provider that works in one mode
+/// only ignores `options.mode`; a router that chooses a provider by mode reads it.
+pub trait SpeechToText: Send + Sync + 'static {
+    /// Opens a session for one call with the agent's options.
+    fn open(&self, call: &CallInfo, options: &SttOptions) -> SttSession;
 }
 
 // ---------------------------------------------------------------- language model
@@ -375,6 +376,15 @@ pub struct StageTimings {
     pub tts_first_byte_ms: Option<u32>,
     /// End of speech to the first audio sent to the caller.
     pub voice_to_voice_ms: Option<u32>,
+}
+
+impl StageTimings {
+    /// What the runtime itself added to the turn's voice-to-voice latency: everything that
+    /// was not waiting for a provider (STT, the model's first sentence, TTS's first audio).
+    pub fn runtime_overhead_ms(&self) -> Option<u32> {
+        let providers = self.stt_ms? + self.llm_first_sentence_ms? + self.tts_first_byte_ms?;
+        Some(self.voice_to_voice_ms?.saturating_sub(providers))
+    }
 }
 
 /// One line of a call's transcript.

@@ -728,7 +728,9 @@ impl SttFeed for ScriptedFeed {
 }
 
 impl SpeechToText for ScriptedStt {
-    fn open(&self, call: &CallInfo, _language: &str) -> SttSession {
+    /// Records the options, then hears the script whatever the mode.
+    fn open(&self, call: &CallInfo, options: &SttOptions) -> SttSession {
+        lock(&self.opened).push(options.clone());
         let (tx, mut input) = mpsc::channel(1024);
         let (events_tx, events) = mpsc::channel(16);
         let scripts = self.scripts.clone();
@@ -764,12 +766,6 @@ impl SpeechToText for ScriptedStt {
             }),
             events,
         }
-    }
-
-    /// Records the options, then hears the script whatever the mode.
-    fn open_with(&self, call: &CallInfo, options: &SttOptions) -> SttSession {
-        lock(&self.opened).push(options.clone());
-        self.open(call, &options.language)
     }
 }
 

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use std::sync::OnceLock;
 
-use actors::domain::{AgentId, CallId, PhoneNumberId, TenantId, E164};
+use actors::domain::{AgentId, CallId, TenantId, E164};
 use actors::ports::{
     CallInfo, KnowledgeChunk, KnowledgeHit, KnowledgeQuery, PortError, PortResult, VectorStore,
 };
@@ -46,40 +46,13 @@ const TWILIO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The TwiML that connects a call to our media socket with its stream token.
 pub fn stream_twiml(public_url: &str, token: String) -> Result<String, TwimlError> {
-    let socket_base = match public_url.strip_prefix("https://") {
-        Some(rest) => format!("wss://{rest}"),
-        None => format!("ws://{}", public_url.trim_start_matches("http://")),
-    };
+    let socket_base = crate::providers::websocket_base(public_url)
+        .ok_or_else(|| TwimlError::InvalidStreamUrl(public_url.to_owned()))?;
     let stream = Stream::new(format!("{socket_base}/twilio/media"))?
         .parameter(STREAM_TOKEN_PARAMETER, token);
     Ok(VoiceResponse::new()
         .connect(Connect::stream(stream))
         .to_xml())
-}
-
-fn new_call(
-    call: &CallInfo,
-    call_sid: &str,
-    phone_number: PhoneNumberId,
-    direction: Direction,
-) -> NewCall {
-    NewCall {
-        id: call.call_id,
-        call_sid: call_sid.to_owned(),
-        agent: call.agent,
-        phone_number,
-        direction,
-        from: match direction {
-            Direction::Inbound => call.customer.clone(),
-            Direction::Outbound => call.business_number.to_string(),
-        },
-        to: match direction {
-            Direction::Inbound => call.business_number.clone(),
-            Direction::Outbound => {
-                E164::parse(&call.customer).unwrap_or_else(|_| call.business_number.clone())
-            }
-        },
-    }
 }
 
 /// An outbound call Twilio accepted.
@@ -202,13 +175,16 @@ impl CallService {
         store
             .create_call(
                 route.tenant,
-                &new_call(&call, call_sid, route.phone_number, Direction::Inbound),
+                &NewCall::inbound(&call, call_sid, route.phone_number),
             )
             .await?;
         let sid = Arc::new(OnceLock::from(call_sid.to_owned()));
         let admitted = match quota::used_up(store, route.tenant).await? {
             Some(minutes) => Err(Refusal::QuotaUsed(minutes)),
-            None => self.start_leg(&call, sid, INBOUND_STREAM_TTL_SECS).await,
+            None => {
+                self.start_leg(&call, sid, call_sid, INBOUND_STREAM_TTL_SECS)
+                    .await
+            }
         };
         match admitted {
             Ok(token) => Ok(Answer::Stream { token }),
@@ -251,15 +227,28 @@ impl CallService {
         store
             .create_call(
                 call.tenant,
-                &new_call(&call, &placeholder_sid, from.id, Direction::Outbound),
+                &NewCall {
+                    id: call.call_id,
+                    call_sid: placeholder_sid.clone(),
+                    agent,
+                    phone_number: from.id,
+                    direction: Direction::Outbound,
+                    from: from.draft.number.to_string(),
+                    to: to.clone(),
+                },
             )
             .await?;
         let sid = Arc::new(OnceLock::new());
         let admitted = match quota::used_up(store, tenant).await? {
             Some(minutes) => Err(Refusal::QuotaUsed(minutes)),
             None => {
-                self.start_leg(&call, sid.clone(), OUTBOUND_STREAM_TTL_SECS)
-                    .await
+                self.start_leg(
+                    &call,
+                    sid.clone(),
+                    &placeholder_sid,
+                    OUTBOUND_STREAM_TTL_SECS,
+                )
+                .await
             }
         };
         let token = match admitted {
@@ -299,12 +288,14 @@ impl CallService {
         })
     }
 
-    /// Starts the agent of `call` on a Twilio leg and parks the leg until its stream
-    /// connects; returns the stream token.
+    /// Starts the agent of `call` on a Twilio leg and parks the leg under `parked_as` (its
+    /// CallSid, or a placeholder until Twilio gives one) until its stream connects; returns
+    /// the stream token.
     async fn start_leg(
         &self,
         call: &CallInfo,
         sid: Arc<OnceLock<String>>,
+        parked_as: &str,
         ttl_secs: i64,
     ) -> Result<String, Refusal> {
         let (leg, commands) = TwilioLeg::new(
@@ -314,12 +305,8 @@ impl CallService {
             call.business_number.clone(),
         );
         let actor = self.runtime.start_call(call.clone(), Arc::new(leg)).await?;
-        let parked_as = sid
-            .get()
-            .cloned()
-            .unwrap_or_else(|| format!("pending-{}", call.call_id));
         self.legs.park(
-            parked_as,
+            parked_as.to_owned(),
             PendingLeg {
                 call_id: call.call_id,
                 call: actor,

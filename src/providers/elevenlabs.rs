@@ -63,9 +63,6 @@ pub const DEFAULT_MODEL_ID: &str = "eleven_flash_v2_5";
 /// longer than this is better served by the engine's fallback than by more waiting.
 pub const DEFAULT_FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The `User-Agent` of every request, so ElevenLabs (and a proxy) can tell who calls.
-pub(super) const USER_AGENT: &str = concat!("switchboard/", env!("CARGO_PKG_VERSION"));
-
 /// The audio format asked for: what a Twilio media payload carries.
 pub(super) const OUTPUT_FORMAT: &str = "ulaw_8000";
 
@@ -77,10 +74,6 @@ const MODELS_WITH_LANGUAGE_CODE: &[&str] = &["eleven_flash_v2_5", "eleven_turbo_
 /// Longest voice id accepted. Real ids are 20 characters; the bound only keeps a garbage
 /// value out of a URL and a log line.
 const MAX_VOICE_ID_LEN: usize = 64;
-
-/// Longest vendor error message passed on in a [`PortError`], so an odd error body cannot
-/// flood logs and transcripts.
-pub(super) const MAX_ERROR_MESSAGE_LEN: usize = 300;
 
 /// How to reach ElevenLabs. Secrets stay secret: `Debug` prints the key redacted.
 #[derive(Clone, Debug)]
@@ -186,7 +179,7 @@ impl ElevenLabsTts {
                 "base URL `{base_url}` must be http(s) without a query"
             )));
         }
-        let ws_base_url = websocket_base(&parsed).ok_or_else(|| {
+        let ws_base_url = super::websocket_base(parsed.as_str()).ok_or_else(|| {
             ElevenLabsSetupError::Invalid(format!(
                 "base URL `{base_url}` has no WebSocket equivalent"
             ))
@@ -206,7 +199,7 @@ impl ElevenLabsTts {
         }
         let http = reqwest::Client::builder()
             .connect_timeout(config.first_byte_timeout)
-            .user_agent(USER_AGENT)
+            .user_agent(crate::USER_AGENT)
             .build()
             .map_err(ElevenLabsSetupError::Client)?;
         Ok(Self {
@@ -526,18 +519,6 @@ async fn next_http_chunk(response: &mut reqwest::Response) -> Result<Option<Vec<
     }
 }
 
-/// `http(s)://host/prefix` as `ws(s)://host/prefix`, without a trailing slash.
-fn websocket_base(http: &reqwest::Url) -> Option<String> {
-    let mut ws = http.clone();
-    let scheme = match http.scheme() {
-        "http" => "ws",
-        "https" => "wss",
-        _ => return None,
-    };
-    ws.set_scheme(scheme).ok()?;
-    Some(ws.as_str().trim_end_matches('/').to_owned())
-}
-
 /// Refuses voice ids that are empty or not safe as one URL path segment. ElevenLabs ids are
 /// alphanumeric; `-` and `_` are allowed too, for proxies and custom deployments.
 fn check_voice_id(voice: &str) -> PortResult<()> {
@@ -607,7 +588,7 @@ pub(super) fn status_failure(status: u16, body: &[u8]) -> Failure {
 
 /// The message of an ElevenLabs error body, in the shapes it sends:
 /// `{"detail":{"status","message"}}`, `{"detail":"…"}`, or a validation list
-/// `{"detail":[{"msg":"…"}]}`. Cut to [`MAX_ERROR_MESSAGE_LEN`] characters.
+/// `{"detail":[{"msg":"…"}]}`. Cut to [`super::MAX_ERROR_CHARS`] characters.
 fn error_message(body: &[u8]) -> Option<String> {
     let value: Value = serde_json::from_slice(body).ok()?;
     let detail = &value["detail"];
@@ -621,7 +602,7 @@ fn error_message(body: &[u8]) -> Option<String> {
         _ => None,
     }?;
     let message = message.trim();
-    (!message.is_empty()).then(|| message.chars().take(MAX_ERROR_MESSAGE_LEN).collect())
+    (!message.is_empty()).then(|| message.chars().take(super::MAX_ERROR_CHARS).collect())
 }
 
 #[cfg(test)]

@@ -28,9 +28,7 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
-use super::elevenlabs::{
-    status_failure, Failure, VoiceSettings, MAX_ERROR_MESSAGE_LEN, USER_AGENT,
-};
+use super::elevenlabs::{status_failure, Failure, VoiceSettings};
 
 type Socket = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
@@ -114,7 +112,10 @@ pub(super) async fn open(
     key.set_sensitive(true);
     let headers = request.headers_mut();
     headers.insert("xi-api-key", key);
-    headers.insert(header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+    headers.insert(
+        header::USER_AGENT,
+        HeaderValue::from_static(crate::USER_AGENT),
+    );
     // No Nagle: the messages are small and each is waited for.
     let (socket, _response) = tokio_tungstenite::connect_async_with_config(request, None, true)
         .await
@@ -284,7 +285,7 @@ fn read_server_message(text: &str) -> Result<ServerEvent, Failure> {
     }
     match message.message.map(|m| m.trim().to_owned()) {
         Some(m) if !m.is_empty() => Ok(ServerEvent::Error(
-            m.chars().take(MAX_ERROR_MESSAGE_LEN).collect(),
+            m.chars().take(super::MAX_ERROR_CHARS).collect(),
         )),
         _ => Ok(ServerEvent::Other),
     }

@@ -78,7 +78,15 @@ impl LanguageModel for FallbackLlm {
             }
             tracing::warn!(%model, %error, "language model failed before answering; trying the next model");
         }
-        self.inner.stream(attempt(last)).await
+        // The last attempt takes the prompt itself: with no fallbacks, nothing is copied.
+        self.inner
+            .stream(LlmRequest {
+                model: last,
+                messages,
+                tools,
+                fallback_models: Vec::new(),
+            })
+            .await
     }
 }
 

@@ -11,3 +11,32 @@ pub mod openai;
 pub mod openai_realtime;
 pub mod retry;
 pub mod stt_router;
+
+/// Longest provider message copied into a port error.
+pub(crate) const MAX_ERROR_CHARS: usize = 300;
+
+/// A provider's message as it may be shown: cut to [`MAX_ERROR_CHARS`] and with the API key
+/// removed should it appear.
+pub(crate) fn scrub(message: &str, api_key: &secrecy::SecretString) -> String {
+    use secrecy::ExposeSecret;
+    let key = api_key.expose_secret();
+    let message = if key.is_empty() {
+        message.to_owned()
+    } else {
+        message.replace(key, "[redacted]")
+    };
+    message.chars().take(MAX_ERROR_CHARS).collect()
+}
+
+/// `http(s)://host/prefix` as `ws(s)://host/prefix`, without a trailing slash: the WebSocket
+/// twin of an HTTP base URL (provider streams, our own media socket). `None` for any other
+/// scheme.
+pub fn websocket_base(http_base: &str) -> Option<String> {
+    let base = http_base.trim_end_matches('/');
+    if let Some(rest) = base.strip_prefix("https://") {
+        Some(format!("wss://{rest}"))
+    } else {
+        base.strip_prefix("http://")
+            .map(|rest| format!("ws://{rest}"))
+    }
+}

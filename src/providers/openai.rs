@@ -49,7 +49,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Longest wait for a TCP/TLS connection, whatever the request timeout: a provider that
 /// cannot be reached in this long is down, and a caller is waiting.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Longest utterance buffered for transcription (30 s of 8 kHz audio, 480 KB): memory per
 /// call stays bounded if the endpointer never ends an utterance. Audio past it is dropped.
@@ -61,13 +61,10 @@ const MIN_UTTERANCE_SAMPLES: usize = SAMPLE_RATE as usize / 10;
 
 /// Frames the STT feed holds (10 s of audio). The session task reads the feed while
 /// transcriptions run, so this only absorbs scheduling hiccups.
-const FEED_CAPACITY: usize = 500;
+pub(super) const FEED_CAPACITY: usize = 500;
 
 /// Transcripts waiting for the engine to read them.
-const EVENT_CAPACITY: usize = 16;
-
-/// Longest OpenAI error message copied into a [`PortError`].
-const MAX_ERROR_CHARS: usize = 300;
+pub(super) const EVENT_CAPACITY: usize = 16;
 
 /// Where and how to reach OpenAI. Build it with [`OpenAiConfig::new`] and change the fields
 /// that differ from the defaults.
@@ -133,7 +130,7 @@ impl OpenAiClient {
     pub fn new(config: OpenAiConfig) -> Result<Self, OpenAiClientError> {
         let http = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT.min(config.timeout))
-            .user_agent(concat!("switchboard/", env!("CARGO_PKG_VERSION")))
+            .user_agent(crate::USER_AGENT)
             .build()
             .map_err(OpenAiClientError)?;
         Ok(Self {
@@ -289,13 +286,7 @@ impl OpenAiClient {
 
     /// A provider message, cut short and with the key removed should it appear.
     fn scrub(&self, message: &str) -> String {
-        let key = self.inner.config.api_key.expose_secret();
-        let message = if key.is_empty() {
-            message.to_owned()
-        } else {
-            message.replace(key, "[redacted]")
-        };
-        message.chars().take(MAX_ERROR_CHARS).collect()
+        super::scrub(message, &self.inner.config.api_key)
     }
 }
 
@@ -418,7 +409,8 @@ impl OpenAiStt {
 
 impl SpeechToText for OpenAiStt {
     /// Spawns the session's task; must be called inside a tokio runtime.
-    fn open(&self, call: &CallInfo, language: &str) -> SttSession {
+    fn open(&self, call: &CallInfo, options: &actors::ports::SttOptions) -> SttSession {
+        let language = options.language.as_str();
         let (feed, inputs) = mpsc::channel(FEED_CAPACITY);
         let (events_tx, events) = mpsc::channel(EVENT_CAPACITY);
         let request = TranscriptionRequest {
@@ -581,7 +573,7 @@ async fn transcribe(
 }
 
 /// The ISO 639-1 code of a BCP 47 tag (`en-US` → `en`), if its primary subtag is one.
-fn iso_639_1(language: &str) -> Option<String> {
+pub(super) fn iso_639_1(language: &str) -> Option<String> {
     let primary = language.split(['-', '_']).next()?;
     (primary.len() == 2 && primary.chars().all(|c| c.is_ascii_alphabetic()))
         .then(|| primary.to_ascii_lowercase())
@@ -958,7 +950,7 @@ impl ChunkParser {
         };
         if let Some(error) = chunk.error {
             let message = error["message"].as_str().unwrap_or("error in stream");
-            let message: String = message.chars().take(MAX_ERROR_CHARS).collect();
+            let message: String = message.chars().take(super::MAX_ERROR_CHARS).collect();
             return self.fail(PortError::Unavailable(format!(
                 "openai chat completion: {message}"
             )));
@@ -1251,7 +1243,15 @@ mod tests {
     #[tokio::test]
     async fn slow_failing_attempts_end_within_the_timeout() {
         let timeout = Duration::from_millis(800);
-        let client = test_client(timeout);
+        // Enough retries that, were the timeout ignored, they would take over 3 s.
+        let mut config = OpenAiConfig::new(SecretString::from("sk-unit"));
+        config.base_url = "http://127.0.0.1:9/v1".to_owned();
+        config.timeout = timeout;
+        config.retry = RetryPolicy {
+            max_retries: 10,
+            ..RetryPolicy::DEFAULT
+        };
+        let client = OpenAiClient::new(config).unwrap();
         let started = Instant::now();
         let result: Result<(), _> = client
             .with_retries("test", || async {

@@ -69,7 +69,8 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 use tracing::Instrument;
 
-use super::openai::OpenAiClient;
+use super::openai::{iso_639_1, OpenAiClient, CONNECT_TIMEOUT, EVENT_CAPACITY, FEED_CAPACITY};
+use super::scrub;
 
 /// Frames per `input_audio_buffer.append` (100 ms, 800 μ-law bytes): ten small messages a
 /// second per call instead of fifty, while an utterance's last audio waits at most this long.
@@ -86,22 +87,8 @@ const _: () = assert!(BATCH_FRAMES >= MIN_UTTERANCE_FRAMES);
 /// utterance is dropped, so memory per call stays bounded while the link is down.
 const MAX_UTTERANCE_FRAMES: usize = 1_500;
 
-/// Longest wait for the TCP, TLS and WebSocket handshakes, whatever the request timeout: a
-/// provider that cannot be reached in this long is down, and a caller is waiting.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-
 /// How long the closing handshake may take before the connection is simply dropped.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
-
-/// Frames the feed holds (10 s of audio). The session task reads it while connecting and
-/// while transcriptions run, so this only absorbs scheduling hiccups.
-const FEED_CAPACITY: usize = 500;
-
-/// Transcripts waiting for the engine to read them.
-const EVENT_CAPACITY: usize = 16;
-
-/// Longest provider message copied into a [`PortError`].
-const MAX_ERROR_CHARS: usize = 300;
 
 /// The `event_id` of the session's configuration, so an `error` about it is recognised.
 const SESSION_UPDATE_ID: &str = "session_update";
@@ -124,7 +111,8 @@ impl OpenAiRealtimeStt {
 
 impl SpeechToText for OpenAiRealtimeStt {
     /// Spawns the session's task; must be called inside a tokio runtime.
-    fn open(&self, call: &CallInfo, language: &str) -> SttSession {
+    fn open(&self, call: &CallInfo, options: &actors::ports::SttOptions) -> SttSession {
+        let language = options.language.as_str();
         let (feed, inputs) = mpsc::channel(FEED_CAPACITY);
         let (events_tx, events) = mpsc::channel(EVENT_CAPACITY);
         let config = self.client.config();
@@ -161,16 +149,11 @@ impl SpeechToText for OpenAiRealtimeStt {
 /// The transcription session's WebSocket URL for an OpenAI base URL (`https://host/v1` →
 /// `wss://host/v1/realtime?intent=transcription`).
 fn realtime_url(base_url: &str) -> Result<String, PortError> {
-    let base = base_url.trim_end_matches('/');
-    let ws = if let Some(rest) = base.strip_prefix("https://") {
-        format!("wss://{rest}")
-    } else if let Some(rest) = base.strip_prefix("http://") {
-        format!("ws://{rest}")
-    } else {
-        return Err(PortError::Refused(format!(
+    let ws = super::websocket_base(base_url).ok_or_else(|| {
+        PortError::Refused(format!(
             "openai realtime transcription: the base URL {base_url} is not http(s)"
-        )));
-    };
+        ))
+    })?;
     Ok(format!("{ws}/realtime?intent=transcription"))
 }
 
@@ -196,14 +179,6 @@ fn session_update(model: &str, language: Option<&str>, prompt: &str) -> Value {
             }},
         },
     })
-}
-
-/// The ISO 639-1 code of a BCP 47 tag (`en-US` → `en`), if its primary subtag is one: the
-/// only form OpenAI takes (the same rule as `OpenAiStt`'s).
-fn iso_639_1(language: &str) -> Option<String> {
-    let primary = language.split(['-', '_']).next()?;
-    (primary.len() == 2 && primary.chars().all(|c| c.is_ascii_alphabetic()))
-        .then(|| primary.to_ascii_lowercase())
 }
 
 /// Where and how one session connects.
@@ -287,7 +262,7 @@ async fn connect(url: String, api_key: SecretString) -> Result<Box<Socket>, Link
     headers.insert(header::AUTHORIZATION, bearer);
     headers.insert(
         header::USER_AGENT,
-        HeaderValue::from_static(concat!("switchboard/", env!("CARGO_PKG_VERSION"))),
+        HeaderValue::from_static(crate::USER_AGENT),
     );
     let handshake = tokio_tungstenite::connect_async_with_config(request, None, true);
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
@@ -326,17 +301,6 @@ fn handshake_refused(status: u16, body: &[u8], api_key: &SecretString) -> LinkEr
     } else {
         LinkError::fatal(PortError::Refused(text))
     }
-}
-
-/// A provider message, cut short and with the key removed should it appear.
-fn scrub(message: &str, api_key: &SecretString) -> String {
-    let key = api_key.expose_secret();
-    let message = if key.is_empty() {
-        message.to_owned()
-    } else {
-        message.replace(key, "[redacted]")
-    };
-    message.chars().take(MAX_ERROR_CHARS).collect()
 }
 
 /// Closes a socket politely, giving the server a moment to answer the close.

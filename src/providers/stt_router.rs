@@ -33,13 +33,8 @@ impl SttRouter {
 }
 
 impl SpeechToText for SttRouter {
-    /// Without options the mode is the default one, per utterance.
-    fn open(&self, call: &CallInfo, language: &str) -> SttSession {
-        self.provider(SttMode::default()).open(call, language)
-    }
-
-    fn open_with(&self, call: &CallInfo, options: &SttOptions) -> SttSession {
-        self.provider(options.mode).open_with(call, options)
+    fn open(&self, call: &CallInfo, options: &SttOptions) -> SttSession {
+        self.provider(options.mode).open(call, options)
     }
 }
 
@@ -60,8 +55,8 @@ mod tests {
     }
 
     impl SpeechToText for Counting {
-        fn open(&self, _call: &CallInfo, language: &str) -> SttSession {
-            self.opened.lock().unwrap().push(language.to_owned());
+        fn open(&self, _call: &CallInfo, options: &SttOptions) -> SttSession {
+            self.opened.lock().unwrap().push(options.language.clone());
             let (feed, _inputs) = mpsc::channel::<SttInput>(1);
             let (_events, events) = mpsc::channel(1);
             SttSession {
@@ -86,14 +81,11 @@ mod tests {
         let utterance = Arc::new(Counting::default());
         let streaming = Arc::new(Counting::default());
         let router = SttRouter::new(utterance.clone(), streaming.clone());
-        let options = |mode, language: &str| SttOptions {
-            language: language.to_owned(),
-            mode,
-        };
-        router.open_with(&call(), &options(SttMode::Streaming, "en"));
-        router.open_with(&call(), &options(SttMode::Utterance, "de"));
-        router.open_with(&call(), &options(SttMode::Streaming, "fr"));
-        router.open(&call(), "es");
+        let options = |mode, language: &str| SttOptions::new(language, mode);
+        router.open(&call(), &options(SttMode::Streaming, "en"));
+        router.open(&call(), &options(SttMode::Utterance, "de"));
+        router.open(&call(), &options(SttMode::Streaming, "fr"));
+        router.open(&call(), &options(SttMode::Utterance, "es"));
         assert_eq!(*streaming.opened.lock().unwrap(), ["en", "fr"]);
         assert_eq!(*utterance.opened.lock().unwrap(), ["de", "es"]);
     }

@@ -11,7 +11,7 @@ use actors::ports::{
 };
 use async_trait::async_trait;
 
-use super::{now_ms, parse_json, to_json, usage, Scope, Store, StoreError};
+use super::{now_ms, parse_id, parse_json, to_json, usage, Scope, Store, StoreError};
 
 /// Which way a call goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,6 +39,22 @@ pub struct NewCall {
     pub from: String,
     /// The called number.
     pub to: E164,
+}
+
+impl NewCall {
+    /// The row of an inbound `call` Twilio rang us with as `call_sid`, on the tenant's
+    /// number `phone_number`.
+    pub fn inbound(call: &CallInfo, call_sid: &str, phone_number: PhoneNumberId) -> Self {
+        Self {
+            id: call.call_id,
+            call_sid: call_sid.to_owned(),
+            agent: call.agent,
+            phone_number,
+            direction: Direction::Inbound,
+            from: call.customer.clone(),
+            to: call.business_number.clone(),
+        }
+    }
 }
 
 impl Store {
@@ -83,9 +99,8 @@ impl Store {
         call: CallId,
         reason: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
         let now = now_ms();
-        let updated = sqlx::query(
+        let query = sqlx::query(
             "UPDATE calls SET status = 'busy', end_reason = 'refused', failure = $3, ended_at = $4,
                 duration_ms = 0, updated_at = $4
              WHERE tenant_id = $1 AND id = $2",
@@ -93,24 +108,18 @@ impl Store {
         .bind(tenant.to_string())
         .bind(call.to_string())
         .bind(reason)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        tx.commit().await?;
-        Ok(())
+        .bind(now);
+        update_call(self, tenant, query).await
     }
 }
 
 /// Runs an update of one call's row; the call must exist.
 async fn update_call<'q>(
     store: &Store,
-    call: &CallInfo,
+    tenant: TenantId,
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.begin(Scope::Tenant(call.tenant)).await?;
+    let mut tx = store.begin(Scope::Tenant(tenant)).await?;
     if query.execute(&mut *tx).await?.rows_affected() == 0 {
         return Err(StoreError::NotFound);
     }
@@ -128,7 +137,7 @@ impl CallLog for Store {
         .bind(call.tenant.to_string())
         .bind(call.call_id.to_string())
         .bind(now_ms());
-        update_call(self, call, query)
+        update_call(self, call.tenant, query)
             .await
             .map_err(|e| e.into_port("call log"))
     }
@@ -186,7 +195,7 @@ impl CallLog for Store {
         .bind(status)
         .bind(reason)
         .bind(failure);
-        update_call(self, call, query)
+        update_call(self, call.tenant, query)
             .await
             .map_err(|e| e.into_port("call log"))
     }
@@ -208,7 +217,7 @@ impl CallLog for Store {
         .bind(analysis.sentiment.as_str())
         .bind(to_json(&analysis.extracted))
         .bind(now_ms());
-        update_call(self, call, query)
+        update_call(self, call.tenant, query)
             .await
             .map_err(|e| e.into_port("call log"))
     }
@@ -279,9 +288,7 @@ impl Store {
                 .fetch_optional(&mut *tx)
                 .await?;
         tx.commit().await?;
-        let id = id.ok_or(StoreError::NotFound)?;
-        id.parse()
-            .map_err(|_| StoreError::Corrupt(format!("call id `{id}` is not a UUID")))
+        parse_id(&id.ok_or(StoreError::NotFound)?)
     }
 
     /// Files the SID Twilio gave an outbound call we had recorded before dialling.
@@ -291,27 +298,22 @@ impl Store {
         call: CallId,
         call_sid: &str,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        let updated = sqlx::query(
+        let query = sqlx::query(
             "UPDATE calls SET call_sid = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2",
         )
         .bind(tenant.to_string())
         .bind(call.to_string())
         .bind(call_sid)
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::refused_as(
-            Some(StoreError::Conflict(
-                "a call with this CallSid already exists",
-            )),
-            None,
-        ))?;
-        if updated.rows_affected() == 0 {
-            return Err(StoreError::NotFound);
-        }
-        tx.commit().await?;
-        Ok(())
+        .bind(now_ms());
+        update_call(self, tenant, query).await.map_err(|e| match e {
+            StoreError::Database(db) => StoreError::refused_as(
+                Some(StoreError::Conflict(
+                    "a call with this CallSid already exists",
+                )),
+                None,
+            )(db),
+            other => other,
+        })
     }
 
     /// One call of the tenant with its transcript.

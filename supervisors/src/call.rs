@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::conversation::ConversationMsg;
+use actors::conversation::{speaker_label, truncate_keep_end, ConversationMsg};
 use actors::llm::{LlmActor, LlmArgs, LlmMsg, LlmReport};
 use actors::ports::{
     AgentConfig, CallAnalysis, CallInfo, CallLog, CallOutcome, CallUsage, Channel, ChatMessage,
@@ -393,7 +393,7 @@ async fn spawn_child(
     Ok(match child {
         Child::Stt => {
             let stt_args = SttArgs {
-                session: args.ports.stt.open_with(
+                session: args.ports.stt.open(
                     &args.call,
                     &SttOptions {
                         language: args.agent.language.clone(),
@@ -1019,13 +1019,7 @@ fn finish_turn_if_played(myself: &ActorRef<CallMsg>, state: &mut CallState) {
             });
             end_call(myself, state, CallOutcome::Completed);
         }
-        CallAction::Transfer(number) => {
-            let to = number.clone();
-            tokio::spawn(async move {
-                let _ = telephony.transfer(&to).await;
-            });
-            end_call(myself, state, CallOutcome::Transferred(number));
-        }
+        CallAction::Transfer(number) => transfer_now(myself, state, number),
     }
 }
 
@@ -1041,6 +1035,11 @@ fn on_dtmf(myself: &ActorRef<CallMsg>, state: &mut CallState, digit: char) {
         return;
     };
     state.args.telephony.clear();
+    transfer_now(myself, state, number);
+}
+
+/// Hands the caller to `number` (off the mailbox) and ends the call as transferred.
+fn transfer_now(myself: &ActorRef<CallMsg>, state: &mut CallState, number: actors::domain::E164) {
     let telephony = state.args.telephony.clone();
     let to = number.clone();
     tokio::spawn(async move {
@@ -1170,14 +1169,7 @@ fn analysis_request(agent: &AgentConfig, transcript: &[(Speaker, String)]) -> Ll
 fn transcript_text(transcript: &[(Speaker, String)]) -> String {
     let lines: Vec<String> = transcript
         .iter()
-        .map(|(speaker, text)| {
-            let who = match speaker {
-                Speaker::Customer => "Customer",
-                Speaker::Agent => "Agent",
-                Speaker::Staff => "Staff",
-            };
-            format!("{who}: {text}")
-        })
+        .map(|(speaker, text)| format!("{}: {text}", speaker_label(*speaker)))
         .collect();
     let mut kept = 0;
     let mut chars = 0;
@@ -1192,7 +1184,11 @@ fn transcript_text(transcript: &[(Speaker, String)]) -> String {
     if kept < lines.len() {
         text.push_str("[the beginning of the call is left out]\n");
     }
-    text.push_str(&lines[lines.len() - kept..].join("\n"));
+    // One line longer than the whole budget is cut too, keeping its end.
+    text.push_str(&truncate_keep_end(
+        &lines[lines.len() - kept..].join("\n"),
+        ANALYSIS_MAX_TRANSCRIPT_CHARS / 4,
+    ));
     text
 }
 

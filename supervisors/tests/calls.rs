@@ -92,12 +92,8 @@ impl CountingStt {
 }
 
 impl SpeechToText for CountingStt {
-    fn open(&self, call: &CallInfo, language: &str) -> SttSession {
-        self.counted(self.inner.open(call, language))
-    }
-
-    fn open_with(&self, call: &CallInfo, options: &SttOptions) -> SttSession {
-        self.counted(self.inner.open_with(call, options))
+    fn open(&self, call: &CallInfo, options: &SttOptions) -> SttSession {
+        self.counted(self.inner.open(call, options))
     }
 }
 
