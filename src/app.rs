@@ -10,10 +10,12 @@ use anyhow::Context;
 use tokio::net::TcpListener;
 
 use crate::auth::{JwtKeys, RateLimiter};
-use crate::calls::CallService;
+use crate::calls::callbacks::CallbackScheduler;
+use crate::calls::{self, CallService};
 use crate::http::{self, AppState};
 use crate::settings::Settings;
 use crate::store::Store;
+use crate::texts::Texter;
 
 /// How long shutdown waits for live calls to end before cutting them off.
 const CALL_DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -22,6 +24,8 @@ const CALL_DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// Places due callbacks, when this server can dial out.
+    callbacks: Option<CallbackScheduler>,
 }
 
 impl Application {
@@ -41,20 +45,38 @@ impl Application {
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("listening on {} (SWITCHBOARD_LISTEN)", settings.listen))?;
-        let public_url = settings.public_url_or(listener.local_addr()?).into();
-        let calls = CallService::start(&settings, &store).await?;
+        let public_url: Arc<str> = settings.public_url_or(listener.local_addr()?).into();
+        let twilio = calls::twilio_client(&settings)?;
+        let texter = Texter::new(store.clone(), twilio.clone(), &public_url);
+        let calls = CallService::start(&settings, &store, twilio, texter.clone()).await?;
         if calls.is_none() {
             tracing::warn!("OPENAI_API_KEY and ELEVENLABS_API_KEY are unset: calls are answered with \"not set up yet\"");
         }
+        let callbacks = calls
+            .as_ref()
+            .filter(|calls| calls.places_outbound())
+            .map(|calls| {
+                CallbackScheduler::new(
+                    store.clone(),
+                    calls.clone(),
+                    Arc::clone(&public_url),
+                    settings.callback_poll,
+                )
+            });
         let state = AppState {
             calls,
+            texter,
             store,
             jwt: JwtKeys::new(&settings.jwt_secret),
             limiter: Arc::new(limiter),
             settings: Arc::new(settings),
             public_url,
         };
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            state,
+            callbacks,
+        })
     }
 
     /// The bound address (the real port when the settings asked for port 0).
@@ -78,10 +100,20 @@ impl Application {
         tracing::info!(%addr, public_url = %self.state.public_url, "switchboard is serving");
         let store = self.state.store.clone();
         let calls = self.state.calls.clone();
+        let (stop_callbacks, callbacks_stopped) = tokio::sync::watch::channel(false);
+        let callbacks = self
+            .callbacks
+            .map(|scheduler| scheduler.spawn(callbacks_stopped));
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
+        let _ = stop_callbacks.send(true);
+        if let Some(scheduler) = callbacks {
+            if let Err(error) = scheduler.await {
+                tracing::warn!(%error, "the callback scheduler ended badly");
+            }
+        }
         if let Some(calls) = calls {
             calls.shut_down(CALL_DRAIN_DEADLINE).await;
         }

@@ -25,4 +25,5 @@ pub mod simulator;
 pub mod store;
 pub mod telemetry;
 pub mod testing;
+pub mod texts;
 pub mod twilio;

@@ -167,6 +167,10 @@ pub struct SettingsArgs {
         global = true
     )]
     pub login_limit_per_address: String,
+    /// How often, in milliseconds, each node looks for callbacks that are due (a callback
+    /// rings up to this long after its time).
+    #[arg(long, env = "CALLBACK_POLL_MS", default_value = "5000", global = true)]
+    pub callback_poll_ms: String,
 }
 
 /// Which database the store talks to, decided by the scheme of `DATABASE_URL`.
@@ -237,6 +241,8 @@ pub struct Settings {
     pub login_limit_per_email: u32,
     /// Login attempts per client address per minute.
     pub login_limit_per_address: u32,
+    /// How often the callback scheduler looks for due callbacks.
+    pub callback_poll: Duration,
 }
 
 /// Where and as whom the server calls Twilio's REST API.
@@ -433,6 +439,10 @@ impl Settings {
                 "LOGIN_LIMIT_PER_ADDRESS (--login-limit-per-address)",
                 &args.login_limit_per_address,
             )? as u32,
+            callback_poll: Duration::from_millis(positive(
+                "CALLBACK_POLL_MS (--callback-poll-ms)",
+                &args.callback_poll_ms,
+            )?),
         })
     }
 
@@ -654,6 +664,7 @@ mod tests {
                 "OPENAI_BASE_URL",
             ),
             (&["--twilio-account-sid", "AC1"], "TWILIO_AUTH_TOKEN"),
+            (&["--callback-poll-ms", "soon"], "CALLBACK_POLL_MS"),
         ];
         for (flags, variable) in cases {
             let err = Settings::from_args(args(&dir, flags)).unwrap_err();

@@ -7,6 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
+use actors::ports::{Channel, ConversationStore, HistoryEntry, Speaker};
 use common::{spawn_app, unique_number, Login, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
@@ -22,12 +23,34 @@ enum Kind {
     OwnTenant,
 }
 
+/// Which roles may use a route.
+#[derive(Clone, Copy, PartialEq)]
+enum Need {
+    /// Every staff member (reads, and the public routes).
+    Anyone,
+    /// Owner, admin or agent: writes about customers (leads, calls); a viewer gets 403.
+    CustomerRole,
+    /// Owner or admin (every other write except sign-in, and the audit log).
+    Admin,
+}
+
+/// The rows written `true`/`false` are admin-only or open to anyone.
+impl From<bool> for Need {
+    fn from(admin_only: bool) -> Self {
+        if admin_only {
+            Need::Admin
+        } else {
+            Need::Anyone
+        }
+    }
+}
+
 struct Route {
     method: Method,
     path: &'static str,
     kind: Kind,
-    /// Needs owner or admin (every write except sign-in, and the audit log).
-    admin_only: bool,
+    /// Who may use it.
+    need: Need,
     /// A valid body for the route.
     body: fn(&Ids) -> Option<Value>,
 }
@@ -37,6 +60,9 @@ struct Ids {
     user: String,
     agent: String,
     number: String,
+    lead: String,
+    callback: String,
+    conversation: String,
 }
 
 fn none(_: &Ids) -> Option<Value> {
@@ -45,13 +71,21 @@ fn none(_: &Ids) -> Option<Value> {
 
 fn routes() -> Vec<Route> {
     use Kind::*;
-    let r = |method: Method, path, kind, admin_only, body: fn(&Ids) -> Option<Value>| Route {
-        method,
-        path,
-        kind,
-        admin_only,
-        body,
-    };
+    fn r(
+        method: Method,
+        path: &'static str,
+        kind: Kind,
+        need: impl Into<Need>,
+        body: fn(&Ids) -> Option<Value>,
+    ) -> Route {
+        Route {
+            method,
+            path,
+            kind,
+            need: need.into(),
+            body,
+        }
+    }
     vec![
         r(Method::GET, "/healthz", Public, false, none),
         r(Method::GET, "/readyz", Public, false, none),
@@ -70,6 +104,8 @@ fn routes() -> Vec<Route> {
         ),
         r(Method::POST, "/twilio/voice", Public, false, none),
         r(Method::POST, "/twilio/voice/status", Public, false, none),
+        r(Method::POST, "/twilio/sms", Public, false, none),
+        r(Method::POST, "/twilio/sms/status", Public, false, none),
         r(Method::GET, "/v1/me", OwnTenant, false, none),
         r(Method::GET, "/v1/tenant", OwnTenant, false, none),
         r(Method::PATCH, "/v1/tenant", OwnTenant, true, |_| {
@@ -105,9 +141,90 @@ fn routes() -> Vec<Route> {
             Some(json!({"label": "Hijacked"}))
         }),
         r(Method::DELETE, "/v1/phone-numbers/{id}", ById, true, none),
-        r(Method::POST, "/v1/calls", ById, false, |ids| {
+        r(Method::POST, "/v1/calls", ById, Need::CustomerRole, |ids| {
             Some(json!({"to": "+14155550123", "agent_id": ids.agent}))
         }),
+        r(
+            Method::POST,
+            "/v1/agents/{id}/validate",
+            ById,
+            false,
+            |_| Some(json!({})),
+        ),
+        r(Method::GET, "/v1/leads", OwnTenant, false, none),
+        r(
+            Method::POST,
+            "/v1/leads",
+            OwnTenant,
+            Need::CustomerRole,
+            |_| Some(json!({"name": "B's lead"})),
+        ),
+        r(Method::GET, "/v1/leads/{id}", ById, false, none),
+        r(
+            Method::PATCH,
+            "/v1/leads/{id}",
+            ById,
+            Need::CustomerRole,
+            |_| Some(json!({"name": "Hijacked"})),
+        ),
+        r(
+            Method::DELETE,
+            "/v1/leads/{id}",
+            ById,
+            Need::CustomerRole,
+            none,
+        ),
+        r(Method::GET, "/v1/leads/{id}/changes", ById, false, none),
+        r(
+            Method::POST,
+            "/v1/leads/{id}/call",
+            ById,
+            Need::CustomerRole,
+            |_| Some(json!({})),
+        ),
+        r(Method::GET, "/v1/callbacks", OwnTenant, false, none),
+        r(
+            Method::POST,
+            "/v1/callbacks",
+            ById,
+            Need::CustomerRole,
+            |ids| {
+                Some(
+                    json!({"to": "+14155550123", "due_at": "2099-01-01T12:00:00Z", "agent_id": ids.agent}),
+                )
+            },
+        ),
+        r(Method::GET, "/v1/callbacks/{id}", ById, false, none),
+        r(
+            Method::POST,
+            "/v1/callbacks/{id}/cancel",
+            ById,
+            Need::CustomerRole,
+            |_| Some(json!({})),
+        ),
+        r(Method::GET, "/v1/conversations", OwnTenant, false, none),
+        r(Method::GET, "/v1/conversations/{id}", ById, false, none),
+        r(
+            Method::POST,
+            "/v1/conversations/{id}/messages",
+            ById,
+            Need::CustomerRole,
+            |_| Some(json!({"body": "Hello from B"})),
+        ),
+        r(
+            Method::POST,
+            "/v1/conversations/{id}/takeover",
+            ById,
+            Need::CustomerRole,
+            none,
+        ),
+        r(
+            Method::DELETE,
+            "/v1/conversations/{id}/takeover",
+            ById,
+            Need::CustomerRole,
+            none,
+        ),
         r(Method::GET, "/twilio/media", Public, false, none),
     ]
 }
@@ -117,6 +234,12 @@ fn path_for(route: &Route, ids: &Ids) -> String {
         &ids.user
     } else if route.path.starts_with("/v1/agents") {
         &ids.agent
+    } else if route.path.starts_with("/v1/leads") {
+        &ids.lead
+    } else if route.path.starts_with("/v1/callbacks") {
+        &ids.callback
+    } else if route.path.starts_with("/v1/conversations") {
+        &ids.conversation
     } else {
         &ids.number
     };
@@ -128,12 +251,43 @@ async fn seed(app: &TestApp) -> (Login, Ids) {
     let staff = app.add_user(&a, "agent").await;
     let agent = app.create_agent(&a, "A's agent").await;
     let number = app.create_number(&a, &unique_number(), &agent).await;
+    let (status, lead) = app
+        .post(
+            "/v1/leads",
+            Some(&a.access),
+            json!({"name": "A's lead", "phone": unique_number()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{lead}");
+    let (status, callback) = app
+        .post(
+            "/v1/callbacks",
+            Some(&a.access),
+            json!({"to": unique_number(), "due_at": "2099-01-01T12:00:00Z", "agent_id": agent}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{callback}");
+    let line = HistoryEntry {
+        speaker: Speaker::Customer,
+        channel: Channel::Sms,
+        text: "A's customer wrote this".to_owned(),
+        at_ms: 1_700_000_000_000,
+    };
+    let tenant = a.tenant_id.parse().unwrap();
+    ConversationStore::append(&app.store, tenant, &unique_number(), &line)
+        .await
+        .unwrap();
+    let (_, conversations) = app.get("/v1/conversations", &a.access).await;
+    let conversation = conversations["items"][0]["id"].as_str().unwrap().to_owned();
     (
         a,
         Ids {
             user: staff.user_id,
             agent,
             number,
+            lead: lead["id"].as_str().unwrap().to_owned(),
+            callback: callback["id"].as_str().unwrap().to_owned(),
+            conversation,
         },
     )
 }
@@ -168,7 +322,15 @@ async fn another_tenants_ids_are_not_found_and_its_rows_never_listed() {
     let app = spawn_app().await;
     let (a, ids) = seed(&app).await;
     let b = app.register("Tenant B").await;
-    let a_ids = [&a.tenant_id, &a.user_id, &ids.user, &ids.agent, &ids.number];
+    let a_ids = [
+        &a.tenant_id,
+        &a.user_id,
+        &ids.user,
+        &ids.agent,
+        &ids.number,
+        &ids.lead,
+        &ids.callback,
+    ];
 
     let mut cells = 0;
     for route in routes().iter().filter(|r| r.kind != Kind::Public) {
@@ -221,6 +383,12 @@ async fn another_tenants_ids_are_not_found_and_its_rows_never_listed() {
     assert_eq!(user["role"], "agent");
     let (_, tenant) = app.get("/v1/tenant", &a.access).await;
     assert_eq!(tenant["name"], "Tenant A");
+    let (_, lead) = app.get(&format!("/v1/leads/{}", ids.lead), &a.access).await;
+    assert_eq!(lead["name"], "A's lead");
+    let (_, callback) = app
+        .get(&format!("/v1/callbacks/{}", ids.callback), &a.access)
+        .await;
+    assert_eq!(callback["status"], "scheduled", "B could not cancel it");
 }
 
 #[tokio::test]
@@ -231,8 +399,12 @@ async fn viewers_and_staff_agents_are_forbidden_every_administrative_write() {
     let staff = app.add_user(&a, "agent").await;
 
     let mut cells = 0;
-    for who in [&viewer, &staff] {
-        for route in routes().iter().filter(|r| r.admin_only) {
+    // A staff agent may make customer writes; tests of those routes show them succeed.
+    for (who, refused) in [
+        (&viewer, &[Need::Admin, Need::CustomerRole][..]),
+        (&staff, &[Need::Admin][..]),
+    ] {
+        for route in routes().iter().filter(|r| refused.contains(&r.need)) {
             let (status, body) = app
                 .call(
                     route.method.clone(),
@@ -254,7 +426,7 @@ async fn viewers_and_staff_agents_are_forbidden_every_administrative_write() {
         // Reads stay open to them.
         for route in routes()
             .iter()
-            .filter(|r| r.kind != Kind::Public && !r.admin_only && r.method == Method::GET)
+            .filter(|r| r.kind != Kind::Public && r.need == Need::Anyone && r.method == Method::GET)
         {
             let (status, body) = app
                 .call(Method::GET, &path_for(route, &ids), Some(&who.access), None)
@@ -275,4 +447,7 @@ async fn viewers_and_staff_agents_are_forbidden_every_administrative_write() {
         1,
         "nothing was written"
     );
+    let (_, leads) = app.get("/v1/leads", &a.access).await;
+    assert_eq!(leads["items"].as_array().unwrap().len(), 1, "{leads}");
+    assert_eq!(leads["items"][0]["name"], "A's lead");
 }

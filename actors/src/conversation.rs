@@ -119,6 +119,25 @@ pub fn estimate_prompt_tokens(messages: &[ChatMessage]) -> usize {
 /// variable that has no value becomes an empty string, so a prompt never shows the model a
 /// raw placeholder; braces that do not hold a variable name are left as written.
 pub fn fill_template(template: &str, values: &BTreeMap<String, String>) -> String {
+    scan_template(template, |name| values.get(name).map(String::as_str))
+}
+
+/// The variable names `template` uses, each once, in order of first use: exactly the
+/// placeholders [`fill_template`] would fill.
+pub fn template_variables(template: &str) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    scan_template(template, |name| {
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_owned());
+        }
+        None
+    });
+    names
+}
+
+/// Copies `template`, replacing each well-formed `{{name}}` with what `value(name)` gives
+/// (nothing when it gives `None`); the one parser behind filling and listing variables.
+fn scan_template<'v>(template: &str, mut value: impl FnMut(&str) -> Option<&'v str>) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
     while let Some(start) = rest.find("{{") {
@@ -130,8 +149,8 @@ pub fn fill_template(template: &str, values: &BTreeMap<String, String>) -> Strin
         };
         let name = after[..end].trim();
         if is_variable_name(name) {
-            if let Some(value) = values.get(name) {
-                out.push_str(value);
+            if let Some(filled) = value(name) {
+                out.push_str(filled);
             }
         } else {
             out.push_str(&rest[start..start + 2 + end + 2]);
@@ -285,17 +304,54 @@ fn fit_summary(summary: &str, max_tokens: usize) -> String {
     )
 }
 
+/// A stored line of a conversation, as [`apply_corrections`] reads it: the runtime's
+/// [`HistoryEntry`], or a message row of the store with its ids and delivery details.
+pub trait Line {
+    /// Who wrote or said it.
+    fn speaker(&self) -> Speaker;
+    /// Call or text.
+    fn channel(&self) -> Channel;
+    /// When, in Unix milliseconds: a correction carries the time of the line it corrects.
+    fn at_ms(&self) -> i64;
+    /// Its words.
+    fn text(&self) -> &str;
+    /// Replaces its words with a correction's.
+    fn set_text(&mut self, text: String);
+    /// Whether it carries nothing to keep (no words; a stored text may still hold pictures).
+    fn is_blank(&self) -> bool {
+        self.text().is_empty()
+    }
+}
+
+impl Line for HistoryEntry {
+    fn speaker(&self) -> Speaker {
+        self.speaker
+    }
+    fn channel(&self) -> Channel {
+        self.channel
+    }
+    fn at_ms(&self) -> i64 {
+        self.at_ms
+    }
+    fn text(&self) -> &str {
+        &self.text
+    }
+    fn set_text(&mut self, text: String) {
+        self.text = text;
+    }
+}
+
 /// Whether `entry` could be corrected by a barge-in: an agent line spoken on a call.
-fn is_spoken_agent_line(entry: &HistoryEntry) -> bool {
-    entry.speaker == Speaker::Agent && entry.channel == Channel::Voice
+fn is_spoken_agent_line(entry: &impl Line) -> bool {
+    entry.speaker() == Speaker::Agent && entry.channel() == Channel::Voice
 }
 
 /// Index of the agent's last line if only customer lines follow it and it was spoken on a
 /// call: the line a barge-in cuts. (The caller's interrupting words may already follow it.)
-fn last_spoken_agent_line(history: &[HistoryEntry]) -> Option<usize> {
+fn last_spoken_agent_line(history: &[impl Line]) -> Option<usize> {
     let idx = history
         .iter()
-        .rposition(|e| e.speaker != Speaker::Customer)?;
+        .rposition(|e| e.speaker() != Speaker::Customer)?;
     history
         .get(idx)
         .is_some_and(is_spoken_agent_line)
@@ -305,22 +361,22 @@ fn last_spoken_agent_line(history: &[HistoryEntry]) -> Option<usize> {
 /// Folds barge-in corrections into the lines they correct (see the module docs): an agent
 /// voice line whose `at_ms` equals that of the last agent voice line before it, with only
 /// customer lines between, replaces that line's text, or removes the line when empty.
-pub fn apply_corrections(history: Vec<HistoryEntry>) -> Vec<HistoryEntry> {
-    let mut out: Vec<HistoryEntry> = Vec::with_capacity(history.len());
+pub fn apply_corrections<L: Line>(history: Vec<L>) -> Vec<L> {
+    let mut out: Vec<L> = Vec::with_capacity(history.len());
     for entry in history {
         if is_spoken_agent_line(&entry) {
             if let Some(idx) = last_spoken_agent_line(&out) {
-                if out[idx].at_ms == entry.at_ms {
-                    if entry.text.is_empty() {
+                if out[idx].at_ms() == entry.at_ms() {
+                    if entry.text().is_empty() {
                         out.remove(idx);
                     } else {
-                        out[idx].text = entry.text;
+                        out[idx].set_text(entry.text().to_owned());
                     }
                     continue;
                 }
             }
         }
-        if !entry.text.is_empty() {
+        if !entry.is_blank() {
             out.push(entry);
         }
     }
@@ -371,6 +427,9 @@ pub enum ConversationMsg {
     /// A line was said or texted (by anyone); persisted in the background, in order.
     /// Lines with no words are ignored.
     Append(HistoryEntry),
+    /// A line another part of the server already stored (a text message, with its delivery
+    /// details): joins the history in memory only, so it is not written twice.
+    Remember(HistoryEntry),
     /// The caller cut the agent off: its last spoken line becomes what the caller heard, or
     /// goes away when `heard` is empty. Persisted as a correction (see the module docs).
     TrimLastAgentLine {
@@ -404,6 +463,9 @@ pub enum ConversationMsg {
         /// Whether the store took them.
         reply: RpcReplyPort<PortResult<()>>,
     },
+    /// The lead was changed outside the conversation (by staff): its fields replace those
+    /// held, for the next prompt. Nothing is stored.
+    SetLead(BTreeMap<String, String>),
     /// The conversation as the actor holds it (corrections applied).
     Snapshot(RpcReplyPort<ConversationSnapshot>),
 }
@@ -748,6 +810,9 @@ impl Actor for ConversationActor {
                     state.persist(PendingWrite::Append(entry))?;
                 }
             }
+            ConversationMsg::Remember(entry) => {
+                state.append(entry);
+            }
             ConversationMsg::TrimLastAgentLine { heard } => {
                 if let Some(correction) = state.trim_last_agent_line(&heard) {
                     state.persist(PendingWrite::Append(correction))?;
@@ -776,6 +841,7 @@ impl Actor for ConversationActor {
                 state.merge_lead(&fields);
                 state.persist(PendingWrite::UpdateLead { fields, reply })?;
             }
+            ConversationMsg::SetLead(fields) => state.lead = fields,
             ConversationMsg::Snapshot(reply) => {
                 let _ = reply.send(state.snapshot());
             }
@@ -870,6 +936,16 @@ mod tests {
         );
         assert_eq!(fill_template("open {{a", &values), "open {{a");
         assert_eq!(fill_template("{{}}", &values), "{{}}");
+    }
+
+    #[test]
+    fn template_variables_lists_what_fill_template_fills_once_each() {
+        assert_eq!(
+            template_variables(
+                "Hi {{ customer_name }}, {{not a var}} {{x}}{{customer_name}} {{open"
+            ),
+            ["customer_name", "x"]
+        );
     }
 
     #[test]
@@ -1193,6 +1269,30 @@ mod tests {
         assert!(estimate_prompt_tokens(&messages) <= budget.max_tokens);
         assert!(matches!(&messages[1], ChatMessage::System(s) if s.starts_with(SUMMARY_PREFIX)));
         eventually(|| !store.snapshot(tenant, "+14155550100").summary.is_empty()).await;
+        actor.stop(None);
+    }
+
+    #[tokio::test]
+    async fn a_remembered_line_reaches_the_prompt_but_is_not_stored_again() {
+        let store = Arc::new(MemoryConversationStore::new());
+        let tenant = TenantId::new();
+        let actor = spawn(store.clone(), tenant, PromptBudget::default()).await;
+        let text = HistoryEntry {
+            channel: Channel::Sms,
+            ..line(Speaker::Customer, "Is the red Civic still there?", 5)
+        };
+        actor.send_message(ConversationMsg::Remember(text)).unwrap();
+        actor
+            .send_message(ConversationMsg::Append(line(Speaker::Agent, "Yes.", 6)))
+            .unwrap();
+        let messages = prompt(&actor, "Be brief.", BTreeMap::new()).await;
+        assert_eq!(
+            messages[1],
+            ChatMessage::User("Is the red Civic still there?".into())
+        );
+        eventually(|| store.snapshot(tenant, "+14155550100").history.len() == 1).await;
+        let stored = store.snapshot(tenant, "+14155550100").history;
+        assert_eq!(stored[0].text, "Yes.");
         actor.stop(None);
     }
 

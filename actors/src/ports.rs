@@ -551,14 +551,18 @@ pub trait ConversationStore: Send + Sync + 'static {
         customer: &str,
         fields: BTreeMap<String, String>,
     ) -> PortResult<()>;
-    /// Books a call back to the customer.
+    /// Books a call back to the customer at `when`, ISO 8601 as the model gave it: with a
+    /// UTC offset, or a local date and time in the tenant's timezone. Returns the booked
+    /// time as the tenant reads it (RFC 3339 with the local offset) so the agent can
+    /// confirm it; a time that cannot be read or is already past is `Refused`, with words
+    /// the model can act on.
     async fn schedule_callback(
         &self,
         tenant: TenantId,
         customer: &str,
         when: &str,
         note: &str,
-    ) -> PortResult<()>;
+    ) -> PortResult<String>;
 }
 
 // ---------------------------------------------------------------- configuration
@@ -615,6 +619,9 @@ pub struct AgentConfig {
 pub struct TenantConfig {
     /// The tenant's display name (a built-in prompt variable).
     pub name: String,
+    /// The tenant's IANA timezone (`America/Chicago`): the built-in `local_time` and
+    /// `local_date` variables are in it.
+    pub timezone: String,
     /// Most calls live at once.
     pub concurrent_call_limit: usize,
     /// The tenant's agents.

@@ -520,7 +520,7 @@ impl ConversationStore for MemoryConversationStore {
         customer: &str,
         when: &str,
         note: &str,
-    ) -> PortResult<()> {
+    ) -> PortResult<String> {
         self.before_write().await?;
         lock(&self.callbacks).push(ScheduledCallback {
             tenant,
@@ -528,7 +528,7 @@ impl ConversationStore for MemoryConversationStore {
             when: when.to_owned(),
             note: note.to_owned(),
         });
-        Ok(())
+        Ok(when.to_owned())
     }
 }
 

@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use actors::domain::{CallId, E164};
-use actors::ports::{PortError, PortResult, Telephony};
+use actors::domain::{CallId, TenantId, E164};
+use actors::ports::{CallInfo, PortError, PortResult, Speaker, Telephony};
 use async_trait::async_trait;
 use ractor::ActorRef;
 use supervisors::call::CallMsg;
 use tokio::sync::mpsc;
 
+use crate::texts::{SendError, Texter};
 use crate::twilio::rest::{TwilioClient, TwilioError};
 use crate::twilio::twiml::{Dial, VoiceResponse};
 
@@ -39,6 +40,9 @@ pub struct TwilioLeg {
     call_sid: Arc<OnceLock<String>>,
     commands: mpsc::UnboundedSender<LegCommand>,
     rest: Option<TwilioClient>,
+    /// Texts during the call go out, and into the conversation, through it.
+    texter: Texter,
+    tenant: TenantId,
     customer: String,
     business_number: E164,
 }
@@ -48,16 +52,18 @@ impl TwilioLeg {
     pub fn new(
         call_sid: Arc<OnceLock<String>>,
         rest: Option<TwilioClient>,
-        customer: String,
-        business_number: E164,
+        texter: Texter,
+        call: &CallInfo,
     ) -> (Self, mpsc::UnboundedReceiver<LegCommand>) {
         let (commands, queue) = mpsc::unbounded_channel();
         let leg = Self {
             call_sid,
             commands,
             rest,
-            customer,
-            business_number,
+            texter,
+            tenant: call.tenant,
+            customer: call.customer.clone(),
+            business_number: call.business_number.clone(),
         };
         (leg, queue)
     }
@@ -118,17 +124,28 @@ impl Telephony for TwilioLeg {
     }
 
     async fn send_sms(&self, body: &str) -> PortResult<()> {
-        let (rest, _) = self.rest("a text message")?;
         let to = E164::parse(&self.customer).map_err(|_| {
             PortError::Refused(format!(
                 "the caller `{}` cannot receive texts",
                 self.customer
             ))
         })?;
-        rest.send_sms(&to, &self.business_number, body, None)
+        let numbers = (&self.business_number, &to);
+        match self
+            .texter
+            .send(self.tenant, numbers, (Speaker::Agent, None), body, 0)
             .await
-            .map(|_| ())
-            .map_err(port_error)
+        {
+            Ok(_) => Ok(()),
+            Err(SendError::NotConfigured) => Err(PortError::Refused(
+                "a text message needs Twilio's REST API: set TWILIO_ACCOUNT_SID".to_owned(),
+            )),
+            Err(SendError::Twilio(error)) => Err(port_error(error)),
+            Err(SendError::Store(error)) => {
+                tracing::warn!(tenant_id = %self.tenant, %error, "a text sent during a call was not stored");
+                Ok(())
+            }
+        }
     }
 }
 

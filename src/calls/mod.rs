@@ -6,6 +6,7 @@
 //! (`OPENAI_API_KEY`, `ELEVENLABS_API_KEY`); without it, calls are answered with a polite
 //! "not set up yet".
 
+pub mod callbacks;
 pub mod leg;
 pub mod quota;
 pub mod token;
@@ -32,6 +33,7 @@ use crate::providers::openai_realtime::OpenAiRealtimeStt;
 use crate::providers::stt_router::SttRouter;
 use crate::settings::{Settings, VoiceProviders};
 use crate::store::{Direction, NewCall, NumberRoute, PhoneNumber, Store, StoreError};
+use crate::texts::Texter;
 use crate::twilio::rest::{StatusCallback, TwilioClient, TwilioError};
 use crate::twilio::twiml::{Connect, Stream, TwimlError, VoiceResponse};
 use leg::{PendingLeg, PendingLegs, TwilioLeg};
@@ -53,6 +55,28 @@ pub fn stream_twiml(public_url: &str, token: String) -> Result<String, TwimlErro
     Ok(VoiceResponse::new()
         .connect(Connect::stream(stream))
         .to_xml())
+}
+
+/// The first of the tenant's `numbers` that `agent` answers: the number an agent's
+/// outbound calls come from, so the customer sees the number they know the agent by.
+pub fn number_answered_by(numbers: &[PhoneNumber], agent: AgentId) -> Option<&PhoneNumber> {
+    numbers.iter().find(|n| n.draft.agent_id == agent)
+}
+
+/// The REST client of the configured Twilio account, or `None` when `TWILIO_ACCOUNT_SID`
+/// or `TWILIO_AUTH_TOKEN` is unset: one client (one connection pool) serves calls and texts.
+pub fn twilio_client(settings: &Settings) -> anyhow::Result<Option<TwilioClient>> {
+    let (Some(rest), Some(token)) = (&settings.twilio_rest, &settings.twilio_auth_token) else {
+        return Ok(None);
+    };
+    TwilioClient::with_options(
+        rest.account_sid.clone(),
+        token.clone(),
+        &rest.api_base,
+        TWILIO_TIMEOUT,
+    )
+    .map(Some)
+    .context("TWILIO_ACCOUNT_SID or TWILIO_API_BASE")
 }
 
 /// An outbound call Twilio accepted.
@@ -107,26 +131,21 @@ pub struct CallService {
     tokens: StreamTokens,
     legs: PendingLegs,
     twilio: Option<TwilioClient>,
+    texter: Texter,
 }
 
 impl CallService {
     /// Starts the runtime with the configured providers, or returns `None` when there are
-    /// none.
-    pub async fn start(settings: &Settings, store: &Store) -> anyhow::Result<Option<Arc<Self>>> {
+    /// none. `twilio` is the account's REST client, when configured (outbound calls,
+    /// transfers); `texter` sends the agent's texts during calls.
+    pub async fn start(
+        settings: &Settings,
+        store: &Store,
+        twilio: Option<TwilioClient>,
+        texter: Texter,
+    ) -> anyhow::Result<Option<Arc<Self>>> {
         let Some(voice) = &settings.voice else {
             return Ok(None);
-        };
-        let twilio = match (&settings.twilio_rest, &settings.twilio_auth_token) {
-            (Some(rest), Some(token)) => Some(
-                TwilioClient::with_options(
-                    rest.account_sid.clone(),
-                    token.clone(),
-                    &rest.api_base,
-                    TWILIO_TIMEOUT,
-                )
-                .context("TWILIO_ACCOUNT_SID or TWILIO_API_BASE")?,
-            ),
-            _ => None,
         };
         let runtime = Runtime::start(
             RuntimeArgs {
@@ -142,6 +161,7 @@ impl CallService {
             tokens: StreamTokens::new(&settings.jwt_secret),
             legs: PendingLegs::default(),
             twilio,
+            texter,
         })))
     }
 
@@ -153,6 +173,12 @@ impl CallService {
     /// Stream tokens, for the media socket.
     pub fn tokens(&self) -> &StreamTokens {
         &self.tokens
+    }
+
+    /// Whether this server can dial out (Twilio's REST API is configured); the callback
+    /// scheduler runs only where it can.
+    pub fn places_outbound(&self) -> bool {
+        self.twilio.is_some()
     }
 
     /// Records a call Twilio is ringing us with and starts its agent, or says why not. The
@@ -298,12 +324,8 @@ impl CallService {
         parked_as: &str,
         ttl_secs: i64,
     ) -> Result<String, Refusal> {
-        let (leg, commands) = TwilioLeg::new(
-            sid.clone(),
-            self.twilio.clone(),
-            call.customer.clone(),
-            call.business_number.clone(),
-        );
+        let (leg, commands) =
+            TwilioLeg::new(sid.clone(), self.twilio.clone(), self.texter.clone(), call);
         let actor = self.runtime.start_call(call.clone(), Arc::new(leg)).await?;
         self.legs.park(
             parked_as.to_owned(),

@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, PathId, Staff};
 use super::{validate, AppState};
+use actors::conversation::template_variables;
 use actors::ports::{SttMode, Tool};
+use supervisors::tenant::BUILTIN_VARIABLES;
 
 use crate::store::{Agent, AgentDraft};
 
@@ -278,4 +280,40 @@ pub async fn delete(
         .await?;
     state.tenant_changed(staff.tenant());
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// The `{{variables}}` of an agent's templates, and which of them nothing fills.
+#[derive(Serialize, ToSchema)]
+pub struct AgentVariables {
+    /// Every variable the system prompt and first message use, in order of first use.
+    pub variables: Vec<String>,
+    /// Those that no built-in, standard lead field, or preference or custom field of any of
+    /// the tenant's leads provides: they would be filled with nothing.
+    pub unknown: Vec<String>,
+}
+
+/// Checks an agent's templates against what calls and texts fill them from: the built-ins
+/// (`tenant_name`, `caller_number`, `local_time`, `local_date`), the standard lead variables
+/// and every preference or custom field name the tenant's leads have.
+#[utoipa::path(post, path = "/v1/agents/{id}/validate", tag = "agents", security(("bearer" = [])),
+    params(("id" = String, Path)), responses((status = 200, body = AgentVariables), (status = 404, body = Problem)))]
+pub async fn validate_variables(
+    State(state): State<AppState>,
+    staff: Staff,
+    PathId(id): PathId<AgentId>,
+) -> Result<axum::Json<AgentVariables>, ApiError> {
+    let agent = state.store.agent(staff.tenant(), id).await?;
+    let mut variables = template_variables(&agent.draft.system_prompt);
+    for name in template_variables(&agent.draft.first_message) {
+        if !variables.contains(&name) {
+            variables.push(name);
+        }
+    }
+    let from_leads = state.store.lead_variable_names(staff.tenant()).await?;
+    let unknown = variables
+        .iter()
+        .filter(|v| !from_leads.contains(*v) && !BUILTIN_VARIABLES.contains(&v.as_str()))
+        .cloned()
+        .collect();
+    Ok(axum::Json(AgentVariables { variables, unknown }))
 }

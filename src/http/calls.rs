@@ -39,17 +39,35 @@ pub async fn place(
     staff: Staff,
     Json(body): Json<PlaceCall>,
 ) -> Result<(StatusCode, axum::Json<OutboundCall>), ApiError> {
-    if !staff.0.role.can_handle_customers() {
-        return Err(ApiError::forbidden(format!(
-            "placing calls needs the owner, admin or agent role; you are {}",
-            staff.0.role
-        )));
-    }
+    staff.require_customer_role("placing calls")?;
     let to = E164::parse(&body.to)
         .map_err(|e| ApiError::field("to", format!("is not an E.164 number: {e}")))?;
+    let placed = place_call(
+        &state,
+        &staff,
+        &to,
+        Some(body.agent_id),
+        body.from_number_id,
+    )
+    .await?;
+    Ok((StatusCode::CREATED, axum::Json(placed)))
+}
+
+/// Has `agent` call `to` from the tenant's number `from`, for any route that places calls.
+/// Without `from`, the call comes from the first number the agent answers; without `agent`,
+/// the agent of `from`, or of the tenant's first number.
+pub(super) async fn place_call(
+    state: &AppState,
+    staff: &Staff,
+    to: &E164,
+    agent: Option<AgentId>,
+    from: Option<PhoneNumberId>,
+) -> Result<OutboundCall, ApiError> {
     let tenant = staff.tenant();
     // The agent must be the tenant's (404 otherwise, like any other tenant's resource).
-    state.store.agent(tenant, body.agent_id).await?;
+    if let Some(agent) = agent {
+        state.store.agent(tenant, agent).await?;
+    }
     let Some(calls) = &state.calls else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -57,34 +75,33 @@ pub async fn place(
         ));
     };
     let numbers = state.store.phone_numbers(tenant).await?;
-    let from = match body.from_number_id {
-        Some(id) => numbers.into_iter().find(|n| n.id == id).ok_or_else(|| {
+    let from = match (from, agent) {
+        (Some(id), _) => numbers.into_iter().find(|n| n.id == id).ok_or_else(|| {
             ApiError::field("from_number_id", "is not one of this tenant's numbers")
         })?,
-        None => numbers
-            .into_iter()
-            .find(|n| n.draft.agent_id == body.agent_id)
+        (None, Some(agent)) => crate::calls::number_answered_by(&numbers, agent)
+            .cloned()
             .ok_or_else(|| {
                 ApiError::field(
                     "agent_id",
                     "no number is answered by this agent; pass from_number_id",
                 )
             })?,
+        (None, None) => numbers.into_iter().next().ok_or_else(|| {
+            ApiError::field(
+                "from_number_id",
+                "the tenant has no phone number to call from; add one first",
+            )
+        })?,
     };
+    let agent = agent.unwrap_or(from.draft.agent_id);
     let placed = calls
-        .place_outbound(
-            &state.store,
-            &state.public_url,
-            tenant,
-            body.agent_id,
-            &from,
-            &to,
-        )
+        .place_outbound(&state.store, &state.public_url, tenant, agent, &from, to)
         .await;
     match placed {
         Ok(call) => {
             tracing::info!(call_id = %call.id, call_sid = %call.call_sid, "outbound call placed");
-            Ok((StatusCode::CREATED, axum::Json(call)))
+            Ok(call)
         }
         Err(OutboundError::NotConfigured) => Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,

@@ -87,6 +87,21 @@ impl Staff {
     }
 }
 
+impl Staff {
+    /// Refuses viewers: `what` ("placing calls") needs a role that handles customers (owner,
+    /// admin or agent).
+    pub fn require_customer_role(&self, what: &str) -> Result<(), ApiError> {
+        if self.0.role.can_handle_customers() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "{what} needs the owner, admin or agent role; you are {}",
+                self.0.role
+            )))
+        }
+    }
+}
+
 impl FromRequestParts<AppState> for Staff {
     type Rejection = ApiError;
 

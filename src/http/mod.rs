@@ -4,10 +4,13 @@
 
 mod agents;
 mod auth;
+mod callbacks;
 mod calls;
+mod conversations;
 pub mod error;
 mod extract;
 mod health;
+mod leads;
 mod media;
 mod phone_numbers;
 mod tenant;
@@ -35,6 +38,7 @@ use crate::auth::{JwtKeys, RateLimiter};
 use crate::calls::CallService;
 use crate::settings::{CorsOrigins, Settings};
 use crate::store::Store;
+use crate::texts::Texter;
 
 /// What every handler can reach. Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -52,6 +56,8 @@ pub struct AppState {
     pub public_url: Arc<str>,
     /// Phone calls, when the speech and language providers are configured.
     pub calls: Option<Arc<CallService>>,
+    /// Texts from the agent and staff (through Twilio's REST API, when configured).
+    pub texter: Texter,
 }
 
 impl AppState {
@@ -107,6 +113,11 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(tenant::audit_log))
         .routes(routes!(agents::list, agents::create))
         .routes(routes!(agents::get, agents::update, agents::delete))
+        .routes(routes!(agents::validate_variables))
+        .routes(routes!(leads::list, leads::create))
+        .routes(routes!(leads::get, leads::update, leads::delete))
+        .routes(routes!(leads::changes))
+        .routes(routes!(leads::call))
         .routes(routes!(phone_numbers::list, phone_numbers::create))
         .routes(routes!(
             phone_numbers::get,
@@ -114,8 +125,17 @@ fn api_routes() -> OpenApiRouter<AppState> {
             phone_numbers::delete
         ))
         .routes(routes!(calls::place))
+        .routes(routes!(callbacks::list, callbacks::create))
+        .routes(routes!(callbacks::get))
+        .routes(routes!(callbacks::cancel))
         .routes(routes!(twilio::voice))
         .routes(routes!(twilio::voice_status))
+        .routes(routes!(conversations::list))
+        .routes(routes!(conversations::get))
+        .routes(routes!(conversations::send))
+        .routes(routes!(conversations::take_over, conversations::release))
+        .routes(routes!(twilio::sms))
+        .routes(routes!(twilio::sms_status))
         .routes(routes!(media::media))
 }
 

@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Query, Staff};
 use super::{validate, AppState};
-use crate::store::{AuditEntry, BusinessHours, Tenant, TenantPatch};
+use crate::store::{AuditEntry, BusinessHours, SmsReplyMode, Tenant, TenantPatch};
 
 /// Changes to the tenant's settings; absent fields stay as they are.
 #[derive(Deserialize, ToSchema)]
@@ -27,6 +27,9 @@ pub struct TenantUpdate {
     #[serde(default, deserialize_with = "validate::double_option")]
     #[schema(value_type = Option<i64>)]
     pub monthly_minute_quota: Option<Option<i64>>,
+    /// How the agent answers texts: `rest` (Twilio's REST API, with delivery reports) or
+    /// `twiml` (in the webhook's answer).
+    pub sms_reply_mode: Option<SmsReplyMode>,
 }
 
 /// The tenant's settings.
@@ -72,6 +75,7 @@ pub async fn update(
                     .transpose()
             })
             .transpose()?,
+        sms_reply_mode: req.sms_reply_mode,
     };
     let tenant = state
         .store

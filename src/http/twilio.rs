@@ -12,8 +12,10 @@ use super::error::{ApiError, Problem};
 use super::AppState;
 use crate::calls::{stream_twiml, Answer};
 use crate::store::{StoreError, TwilioCallStatus};
+use crate::texts::{self, InboundText, WebhookReply};
+use crate::twilio::rest::MessageStatus;
 use crate::twilio::signature::{self, SIGNATURE_HEADER};
-use crate::twilio::twiml::{self, Dial, VoiceResponse};
+use crate::twilio::twiml::{self, Dial, MessagingResponse, VoiceResponse};
 use actors::domain::E164;
 use supervisors::tenant::Refusal;
 
@@ -25,6 +27,12 @@ const NOT_CONFIGURED: &str =
 /// Said when the tenant cannot take another call and has no fallback number.
 const ALL_LINES_BUSY: &str =
     "Thanks for calling. All of our lines are busy right now. Please call back in a few minutes. Goodbye.";
+/// Said before handing the call of a customer staff have taken over to the agent's transfer
+/// number.
+const CONNECTING_STAFF: &str = "Thanks for calling. Connecting you to a member of our team now.";
+/// Said to a customer staff have taken over when there is no transfer number to send them to.
+const STAFF_WILL_CALL_BACK: &str =
+    "Thanks for calling. A member of our team will get back to you shortly. Goodbye.";
 /// Said before handing a call the agent cannot take to the fallback number.
 const CONNECTING_FALLBACK: &str = "All of our assistants are busy. Connecting you to a person now.";
 
@@ -112,15 +120,32 @@ pub async fn voice(State(state): State<AppState>, form: TwilioForm) -> Result<Re
         tracing::warn!(call_sid, "a call to a number that is not E.164");
         return Ok(goodbye(NOT_IN_SERVICE));
     };
-    let Some(route) = state.store.route_number(&to).await? else {
-        tracing::warn!(call_sid, %to, "a call to a number no tenant has");
-        return Ok(goodbye(NOT_IN_SERVICE));
+    let route = match state.store.route_number(&to).await? {
+        Some(route) if our_account(&state, &form) => route,
+        _ => {
+            // Refused politely: the caller is not to blame for a misrouted number.
+            tracing::warn!(target: "security", call_sid, %to, "refused a call that routes to no tenant (unknown number or another Twilio account)");
+            return Ok(goodbye(NOT_IN_SERVICE));
+        }
     };
+    let from = form.get("From").unwrap_or("anonymous");
+    if let Some(user) = state.store.takeover_of(route.tenant, from).await? {
+        // Staff are handling this customer: the agent does not pick up.
+        tracing::info!(call_sid, tenant_id = %route.tenant, user_id = %user, "a call from a customer staff have taken over");
+        let agent = state.store.agent(route.tenant, route.agent).await?;
+        return Ok(match agent.draft.transfer_number {
+            Some(number) => twiml_response(
+                VoiceResponse::new()
+                    .say(CONNECTING_STAFF)
+                    .dial(Dial::number(number)),
+            ),
+            None => goodbye(STAFF_WILL_CALL_BACK),
+        });
+    }
     let Some(calls) = &state.calls else {
         tracing::warn!(call_sid, tenant_id = %route.tenant, "a call arrived but no providers are configured");
         return Ok(goodbye(NOT_CONFIGURED));
     };
-    let from = form.get("From").unwrap_or("anonymous");
     let answer = match calls
         .answer_inbound(&state.store, &route, call_sid, from, &to)
         .await
@@ -200,6 +225,117 @@ pub async fn voice_status(
         tracing::warn!(
             call_sid,
             "a status callback for a call switchboard does not know"
+        );
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Refuses a webhook that cannot be routed to exactly one tenant, as a security warning:
+/// a signed request for an account or number that is not ours is a misconfiguration at
+/// best and a probe at worst.
+fn unroutable(what: &'static str, detail: String) -> ApiError {
+    tracing::warn!(target: "security", %detail, "refused a Twilio {what} webhook that routes to no tenant");
+    ApiError::new(StatusCode::NOT_FOUND, detail)
+}
+
+/// Whether a webhook's `AccountSid` is the configured account's (any account when none is
+/// configured: signatures alone then vouch for the request).
+fn our_account(state: &AppState, form: &TwilioForm) -> bool {
+    match (&state.settings.twilio_rest, form.get("AccountSid")) {
+        (Some(rest), sent) => sent == Some(rest.account_sid.as_str()),
+        (None, _) => true,
+    }
+}
+
+/// A text arrived at one of the numbers pointed at switchboard: it is stored in the
+/// customer's conversation with the number's tenant and answered by that number's agent —
+/// in the TwiML answer when the tenant prefers, otherwise through the REST API. A text to
+/// a number no tenant has, or from another Twilio account, is refused (404) and logged as
+/// a security warning. A retried webhook (same `MessageSid`) is answered with nothing.
+#[utoipa::path(post, path = "/twilio/sms", tag = "twilio",
+    responses((status = 200, description = "TwiML: empty, or the agent's reply", content_type = "text/xml"),
+        (status = 403, description = "missing or invalid X-Twilio-Signature", body = Problem),
+        (status = 404, description = "the text routes to no tenant", body = Problem),
+        (status = 422, description = "a webhook without MessageSid or From", body = Problem)))]
+pub async fn sms(State(state): State<AppState>, form: TwilioForm) -> Result<Response, ApiError> {
+    let message_sid = form
+        .get("MessageSid")
+        .filter(|sid| !sid.is_empty())
+        .ok_or_else(|| ApiError::field("MessageSid", "is required"))?
+        .to_owned();
+    let from = form
+        .get("From")
+        .filter(|from| !from.is_empty())
+        .ok_or_else(|| ApiError::field("From", "is required"))?
+        .to_owned();
+    if !our_account(&state, &form) {
+        return Err(unroutable(
+            "messaging",
+            format!("the text {message_sid} is for another Twilio account"),
+        ));
+    }
+    let to = form.get("To").unwrap_or_default();
+    let routed = match E164::parse(to) {
+        Ok(number) => state
+            .store
+            .route_number(&number)
+            .await?
+            .map(|r| (number, r)),
+        Err(_) => None,
+    };
+    let Some((number, route)) = routed else {
+        return Err(unroutable(
+            "messaging",
+            format!("no tenant has the number {to:?} the text {message_sid} was sent to"),
+        ));
+    };
+    let text = InboundText {
+        message_sid,
+        from,
+        body: form.get("Body").unwrap_or_default().to_owned(),
+        media_urls: InboundText::media_from(form.get("NumMedia"), |n| {
+            form.get(&format!("MediaUrl{n}")).map(str::to_owned)
+        }),
+        segments: form
+            .get("NumSegments")
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1),
+    };
+    let reply = match texts::receive_text(&state, &route, &number, text).await? {
+        WebhookReply::Nothing => MessagingResponse::new(),
+        WebhookReply::Message(body) => MessagingResponse::new().message(body.as_str()),
+    };
+    Ok(twiml_xml(reply.to_xml()))
+}
+
+/// Twilio reports the delivery of a text we sent (`StatusCallback`). Always 204 for a signed
+/// request, so Twilio does not retry; an unknown MessageSid is logged and ignored, and a
+/// report older than the recorded status (they can arrive out of order) changes nothing.
+#[utoipa::path(post, path = "/twilio/sms/status", tag = "twilio",
+    responses((status = 204, description = "status recorded"),
+        (status = 403, description = "missing or invalid X-Twilio-Signature", body = Problem),
+        (status = 422, description = "no MessageSid, or a MessageStatus Twilio does not send", body = Problem)))]
+pub async fn sms_status(
+    State(state): State<AppState>,
+    form: TwilioForm,
+) -> Result<StatusCode, ApiError> {
+    let message_sid = form
+        .get("MessageSid")
+        .filter(|sid| !sid.is_empty())
+        .ok_or_else(|| ApiError::field("MessageSid", "is required"))?;
+    let status = form
+        .get("MessageStatus")
+        .and_then(MessageStatus::parse)
+        .ok_or_else(|| ApiError::field("MessageStatus", "is not a Twilio message status"))?;
+    let error_code = form.get("ErrorCode").filter(|c| !c.is_empty());
+    if !state
+        .store
+        .apply_message_status(message_sid, status.as_str(), error_code)
+        .await?
+    {
+        tracing::warn!(
+            message_sid,
+            "a delivery report for a text switchboard does not know"
         );
     }
     Ok(StatusCode::NO_CONTENT)

@@ -11,7 +11,7 @@ use actors::ports::{
 };
 use async_trait::async_trait;
 
-use super::{now_ms, parse_id, parse_json, to_json, usage, Scope, Store, StoreError};
+use super::{leads, now_ms, parse_id, parse_json, to_json, usage, Actor, Scope, Store, StoreError};
 
 /// Which way a call goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,14 +58,16 @@ impl NewCall {
 }
 
 impl Store {
-    /// Records a call Twilio is ringing us with (or that we are placing).
+    /// Records a call Twilio is ringing us with (or that we are placing), linked to the lead
+    /// of the customer's number when the tenant has one.
     pub async fn create_call(&self, tenant: TenantId, call: &NewCall) -> Result<(), StoreError> {
         let mut tx = self.begin(Scope::Tenant(tenant)).await?;
         let now = now_ms();
         sqlx::query(
             "INSERT INTO calls (id, tenant_id, call_sid, agent_id, phone_number_id, direction, from_number, to_number,
-                status, started_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ringing', $9, $9, $9)",
+                status, started_at, created_at, updated_at, lead_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ringing', $9, $9, $9,
+                (SELECT id FROM leads WHERE tenant_id = $2 AND phone = $10))",
         )
         .bind(call.id.to_string())
         .bind(tenant.to_string())
@@ -79,6 +81,10 @@ impl Store {
         .bind(&call.from)
         .bind(call.to.to_string())
         .bind(now)
+        .bind(match call.direction {
+            Direction::Inbound => call.from.clone(),
+            Direction::Outbound => call.to.to_string(),
+        })
         .execute(&mut *tx)
         .await
         .map_err(StoreError::refused_as(
@@ -206,20 +212,40 @@ impl CallLog for Store {
             .map_err(|e| e.into_port("call log"))
     }
 
+    /// Files the analysis on the call and, in the same transaction, on the customer's lead
+    /// (created if they have none): the sentiment, and the extracted fields as
+    /// `leads::learn` sorts them, recorded in the lead's trail as the system's, from this call.
     async fn analysis(&self, call: &CallInfo, analysis: &CallAnalysis) -> PortResult<()> {
-        let query = sqlx::query(
-            "UPDATE calls SET summary = $3, sentiment = $4, extracted = $5, updated_at = $6
-             WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(call.tenant.to_string())
-        .bind(call.call_id.to_string())
-        .bind(analysis.summary.clone())
-        .bind(analysis.sentiment.as_str())
-        .bind(to_json(&analysis.extracted))
-        .bind(now_ms());
-        update_call(self, call.tenant, query)
-            .await
-            .map_err(|e| e.into_port("call log"))
+        let run = async {
+            let mut tx = self.begin(Scope::Tenant(call.tenant)).await?;
+            let updated = sqlx::query(
+                "UPDATE calls SET summary = $3, sentiment = $4, extracted = $5, updated_at = $6
+                 WHERE tenant_id = $1 AND id = $2",
+            )
+            .bind(call.tenant.to_string())
+            .bind(call.call_id.to_string())
+            .bind(analysis.summary.clone())
+            .bind(analysis.sentiment.as_str())
+            .bind(to_json(&analysis.extracted))
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            if updated.rows_affected() == 0 {
+                return Err(StoreError::NotFound);
+            }
+            leads::learn(
+                &mut tx,
+                call.tenant,
+                &call.customer,
+                (Actor::System, Some(call.call_id)),
+                Some(analysis.sentiment),
+                analysis.extracted.clone(),
+            )
+            .await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        };
+        run.await.map_err(|e| e.into_port("call log"))
     }
 }
 

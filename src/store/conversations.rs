@@ -11,10 +11,10 @@ use actors::ports::{
 use async_trait::async_trait;
 use sqlx::{Any, Transaction};
 
-use super::{now_ms, parse_json, to_json, Scope, Store, StoreError};
+use super::{now_ms, Actor, Scope, Store, StoreError};
 
 /// The conversation's id, created on first use.
-async fn conversation_id(
+pub(super) async fn conversation_id(
     tx: &mut Transaction<'static, Any>,
     tenant: TenantId,
     customer: &str,
@@ -37,32 +37,6 @@ async fn conversation_id(
     .bind(customer)
     .fetch_one(&mut **tx)
     .await?)
-}
-
-#[derive(sqlx::FromRow)]
-struct LeadRow {
-    name: String,
-    email: Option<String>,
-    status: String,
-    custom_fields: String,
-}
-
-/// Lead fields as prompt variables: the named columns under the names agents use, then
-/// every custom field under its own name.
-fn lead_variables(lead: LeadRow) -> Result<BTreeMap<String, String>, StoreError> {
-    let mut fields: BTreeMap<String, String> =
-        parse_json::<BTreeMap<String, serde_json::Value>>(&lead.custom_fields)?
-            .into_iter()
-            .map(|(k, v)| (k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)))
-            .collect();
-    if !lead.name.is_empty() {
-        fields.insert("customer_name".to_owned(), lead.name);
-    }
-    if let Some(email) = lead.email {
-        fields.insert("customer_email".to_owned(), email);
-    }
-    fields.insert("lead_status".to_owned(), lead.status);
-    Ok(fields)
 }
 
 impl Store {
@@ -89,12 +63,7 @@ impl Store {
         .bind(customer)
         .fetch_all(&mut *tx)
         .await?;
-        let lead: Option<LeadRow> =
-            sqlx::query_as("SELECT name, email, status, custom_fields FROM leads WHERE tenant_id = $1 AND phone = $2")
-                .bind(tenant.to_string())
-                .bind(customer)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let lead = super::leads::customer_variables(&mut tx, tenant, customer).await?;
         tx.commit().await?;
         let history = rows
             .into_iter()
@@ -120,7 +89,7 @@ impl Store {
         Ok(ConversationSnapshot {
             history,
             summary: summary.unwrap_or_default(),
-            lead: lead.map(lead_variables).transpose()?.unwrap_or_default(),
+            lead,
         })
     }
 
@@ -184,8 +153,8 @@ impl Store {
         Ok(())
     }
 
-    /// Sets lead fields of the customer's lead, creating the lead on first use: the name and
-    /// email go to their columns, everything else into the custom fields.
+    /// Sets lead fields the agent learnt (its `update_lead` tool) on the customer's lead,
+    /// creating the lead on first use; see `leads::learn` for where each field goes.
     async fn merge_lead(
         &self,
         tenant: TenantId,
@@ -193,71 +162,18 @@ impl Store {
         fields: &BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        let now = now_ms();
-        sqlx::query(
-            "INSERT INTO leads (id, tenant_id, phone, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)
-             ON CONFLICT (tenant_id, phone) DO NOTHING",
+        let fields = fields
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())));
+        super::leads::learn(
+            &mut tx,
+            tenant,
+            customer,
+            (Actor::Agent, None),
+            None,
+            fields,
         )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(tenant.to_string())
-        .bind(customer)
-        .bind(now)
-        .execute(&mut *tx)
         .await?;
-        let custom: String = sqlx::query_scalar(
-            "SELECT custom_fields FROM leads WHERE tenant_id = $1 AND phone = $2",
-        )
-        .bind(tenant.to_string())
-        .bind(customer)
-        .fetch_one(&mut *tx)
-        .await?;
-        let mut custom: BTreeMap<String, serde_json::Value> = parse_json(&custom)?;
-        let mut name = None;
-        let mut email = None;
-        for (key, value) in fields {
-            match key.as_str() {
-                "name" | "customer_name" => name = Some(value.clone()),
-                "email" | "customer_email" => email = Some(value.clone()),
-                _ => {
-                    custom.insert(key.clone(), serde_json::Value::String(value.clone()));
-                }
-            }
-        }
-        sqlx::query(
-            "UPDATE leads SET name = COALESCE($3, name), email = COALESCE($4, email), custom_fields = $5,
-                last_contact_at = $6, updated_at = $6
-             WHERE tenant_id = $1 AND phone = $2",
-        )
-        .bind(tenant.to_string())
-        .bind(customer)
-        .bind(name)
-        .bind(email)
-        .bind(to_json(&custom))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
-    }
-
-    /// Queues a callback request for the dashboard and webhooks (`callback.requested`).
-    async fn queue_callback(
-        &self,
-        tenant: TenantId,
-        customer: &str,
-        when: &str,
-        note: &str,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        let payload = serde_json::json!({ "customer": customer, "when": when, "note": note });
-        sqlx::query("INSERT INTO outbox_events (id, tenant_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(tenant.to_string())
-            .bind("callback.requested")
-            .bind(to_json(&payload))
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -310,9 +226,7 @@ impl ConversationStore for Store {
         customer: &str,
         when: &str,
         note: &str,
-    ) -> PortResult<()> {
-        self.queue_callback(tenant, customer, when, note)
-            .await
-            .map_err(|e| e.into_port("conversation store"))
+    ) -> PortResult<String> {
+        self.book_agent_callback(tenant, customer, when, note).await
     }
 }

@@ -13,8 +13,11 @@
 
 mod agents;
 mod audit;
+mod callbacks;
 mod calls;
 mod conversations;
+mod leads;
+mod messages;
 mod phone_numbers;
 mod tenants;
 mod tokens;
@@ -32,9 +35,20 @@ use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor, Transaction};
 
 pub use agents::{Agent, AgentDraft};
 pub use audit::{Actor, AuditEntry};
+pub use callbacks::{
+    resolve_callback_time, Callback, CallbackPage, CallbackRequester, CallbackStatus, NewCallback,
+    CALLBACK_LEASE_MS, MAX_CALLBACK_ATTEMPTS,
+};
 pub use calls::{CallRecord, Direction, NewCall, TwilioCallStatus};
+pub use leads::{
+    lead_variables, Lead, LeadChange, LeadDraft, LeadPage, LeadQuery, LeadSort, LeadStats,
+    LeadStatus, ListError, LEAD_VARIABLES,
+};
+pub use messages::{
+    parse_conversation_cursor, Conversation, ConversationDetail, ConversationPage, Message, NewText,
+};
 pub use phone_numbers::{NumberRoute, PhoneNumber, PhoneNumberDraft};
-pub use tenants::{BusinessHours, Tenant, TenantPatch};
+pub use tenants::{BusinessHours, SmsReplyMode, Tenant, TenantPatch};
 pub use tokens::{PasswordTokenPurpose, RefreshOutcome};
 pub use usage::UsageTotals;
 pub use users::{Credentials, NewUser, User};

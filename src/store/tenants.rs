@@ -30,6 +30,9 @@ pub struct Tenant {
     pub concurrent_call_limit: i64,
     /// Call minutes allowed per calendar month; `null` is unlimited.
     pub monthly_minute_quota: Option<i64>,
+    /// How the agent answers texts: through Twilio's REST API (`rest`, with delivery
+    /// reports) or in the webhook's TwiML reply (`twiml`, no REST credentials used).
+    pub sms_reply_mode: SmsReplyMode,
     /// When the tenant registered.
     pub created_at: DateTime<Utc>,
     /// Last change to these settings.
@@ -49,6 +52,28 @@ pub struct TenantPatch {
     pub concurrent_call_limit: Option<i64>,
     /// New minute quota; `Some(None)` removes the quota.
     pub monthly_minute_quota: Option<Option<i64>>,
+    /// New way of answering texts.
+    pub sms_reply_mode: Option<SmsReplyMode>,
+}
+
+/// How the agent's replies to texts are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SmsReplyMode {
+    /// A Messages.json request per reply, with a delivery status callback.
+    Rest,
+    /// A `<Message>` in the answer to Twilio's webhook.
+    Twiml,
+}
+
+impl SmsReplyMode {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Rest => "rest",
+            Self::Twiml => "twiml",
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -59,6 +84,7 @@ struct TenantRow {
     business_hours: String,
     concurrent_call_limit: i64,
     monthly_minute_quota: Option<i64>,
+    sms_reply_mode: String,
     created_at: i64,
     updated_at: i64,
 }
@@ -73,6 +99,11 @@ impl TryFrom<TenantRow> for Tenant {
             business_hours: parse_json(&r.business_hours)?,
             concurrent_call_limit: r.concurrent_call_limit,
             monthly_minute_quota: r.monthly_minute_quota,
+            sms_reply_mode: match r.sms_reply_mode.as_str() {
+                "twiml" => SmsReplyMode::Twiml,
+                "rest" => SmsReplyMode::Rest,
+                other => return Err(StoreError::Corrupt(format!("sms_reply_mode {other}"))),
+            },
             created_at: time_of(r.created_at)?,
             updated_at: time_of(r.updated_at)?,
         })
@@ -86,7 +117,7 @@ pub(crate) fn time_of(ms: i64) -> Result<DateTime<Utc>, StoreError> {
 }
 
 const TENANT_COLUMNS: &str =
-    "id, name, timezone, business_hours, concurrent_call_limit, monthly_minute_quota, created_at, updated_at";
+    "id, name, timezone, business_hours, concurrent_call_limit, monthly_minute_quota, sms_reply_mode, created_at, updated_at";
 
 impl Store {
     /// The tenant's settings.
@@ -117,6 +148,7 @@ impl Store {
                 business_hours = COALESCE($4, business_hours),
                 concurrent_call_limit = COALESCE($5, concurrent_call_limit),
                 monthly_minute_quota = CASE WHEN $6 THEN $7 ELSE monthly_minute_quota END,
+                sms_reply_mode = COALESCE($9, sms_reply_mode),
                 updated_at = $8
              WHERE id = $1 RETURNING {TENANT_COLUMNS}"
         ))
@@ -128,6 +160,7 @@ impl Store {
         .bind(patch.monthly_minute_quota.is_some())
         .bind(patch.monthly_minute_quota.flatten())
         .bind(now_ms())
+        .bind(patch.sms_reply_mode.map(SmsReplyMode::as_str))
         .fetch_optional(&mut *tx)
         .await?;
         let updated: Tenant = row.ok_or(StoreError::NotFound)?.try_into()?;
@@ -159,6 +192,7 @@ impl actors::ports::TenantDirectory for Store {
             let agents = self.agents(tenant).await?;
             Ok::<_, StoreError>(actors::ports::TenantConfig {
                 name: settings.name,
+                timezone: settings.timezone,
                 concurrent_call_limit: usize::try_from(settings.concurrent_call_limit).unwrap_or(0),
                 agents: agents.iter().map(super::Agent::runtime_config).collect(),
             })

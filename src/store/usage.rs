@@ -7,6 +7,8 @@ use actors::domain::{CallId, TenantId};
 use actors::ports::{CallInfo, CallUsage};
 use serde::Serialize;
 
+use sqlx::{Any, Transaction};
+
 use super::{now_ms, Scope, Store, StoreError};
 
 /// Quantities of usage summed by kind, in the units providers bill by.
@@ -59,22 +61,40 @@ pub(crate) async fn record_call_usage(
     ];
     let mut tx = store.begin(Scope::Tenant(call.tenant)).await?;
     let now = now_ms();
-    for (kind, quantity) in kinds.into_iter().filter(|(_, q)| *q > 0) {
-        sqlx::query(
-            "INSERT INTO usage_records (id, tenant_id, kind, quantity, call_id, occurred_at)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(call.tenant.to_string())
-        .bind(kind)
-        .bind(i64::try_from(quantity).unwrap_or(i64::MAX))
-        .bind(call.call_id.to_string())
-        .bind(now)
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::refused_as(None, Some(StoreError::NotFound)))?;
+    let call_id = call.call_id.to_string();
+    for (kind, quantity) in kinds {
+        let quantity = i64::try_from(quantity).unwrap_or(i64::MAX);
+        insert_usage(&mut tx, call.tenant, (kind, quantity), Some(&call_id), now).await?;
     }
     tx.commit().await?;
+    Ok(())
+}
+
+/// Adds one usage row inside the caller's transaction; a quantity of zero adds nothing. A
+/// `call_id` the tenant does not have is `NotFound`.
+pub(crate) async fn insert_usage(
+    tx: &mut Transaction<'static, Any>,
+    tenant: TenantId,
+    (kind, quantity): (&str, i64),
+    call_id: Option<&str>,
+    at_ms: i64,
+) -> Result<(), StoreError> {
+    if quantity <= 0 {
+        return Ok(());
+    }
+    sqlx::query(
+        "INSERT INTO usage_records (id, tenant_id, kind, quantity, call_id, occurred_at)
+         VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(uuid::Uuid::now_v7().to_string())
+    .bind(tenant.to_string())
+    .bind(kind)
+    .bind(quantity)
+    .bind(call_id)
+    .bind(at_ms)
+    .execute(&mut **tx)
+    .await
+    .map_err(StoreError::refused_as(None, Some(StoreError::NotFound)))?;
     Ok(())
 }
 

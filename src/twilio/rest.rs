@@ -218,6 +218,36 @@ pub enum MessageStatus {
     Unknown,
 }
 
+impl MessageStatus {
+    /// Reads a status as Twilio writes it (`partially_delivered`); `None` when it is not one
+    /// Twilio documents.
+    pub fn parse(raw: &str) -> Option<Self> {
+        serde_json::from_value(serde_json::Value::String(raw.to_owned()))
+            .ok()
+            .filter(|s| *s != Self::Unknown)
+    }
+
+    /// The status as Twilio writes it (and as it is stored).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "queued",
+            Self::Sending => "sending",
+            Self::Sent => "sent",
+            Self::Failed => "failed",
+            Self::Delivered => "delivered",
+            Self::Undelivered => "undelivered",
+            Self::Receiving => "receiving",
+            Self::Received => "received",
+            Self::Accepted => "accepted",
+            Self::Scheduled => "scheduled",
+            Self::Read => "read",
+            Self::PartiallyDelivered => "partially_delivered",
+            Self::Canceled => "canceled",
+            Self::Unknown => "unknown",
+        }
+    }
+}
+
 /// The parts of Twilio's Message resource switchboard uses.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct MessageResource {

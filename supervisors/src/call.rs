@@ -23,14 +23,13 @@ use actors::conversation::{speaker_label, truncate_keep_end, ConversationMsg};
 use actors::llm::{LlmActor, LlmArgs, LlmMsg, LlmReport};
 use actors::ports::{
     AgentConfig, CallAnalysis, CallInfo, CallLog, CallOutcome, CallUsage, Channel, ChatMessage,
-    ConversationStore, EventSink, HistoryEntry, LanguageModel, LlmDelta, LlmRequest, MulawFrame,
-    PortError, Sentiment, Speaker, SpeechToText, StageTimings, SttOptions, Telephony, TenantEvent,
-    TextToSpeech, ToolCall, TurnRecord,
+    ConversationStore, EventSink, HistoryEntry, LanguageModel, LlmRequest, MulawFrame, Sentiment,
+    Speaker, SpeechToText, StageTimings, SttOptions, Telephony, TenantEvent, TextToSpeech,
+    ToolCall, TurnRecord,
 };
 use actors::sentences::SentenceSplitter;
 use actors::stt::{EndpointSettings, SttActor, SttArgs, SttMsg, SttReport};
 use actors::tts::{TtsActor, TtsArgs, TtsMsg, TtsReport, Utterance};
-use futures::StreamExt;
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
@@ -40,6 +39,7 @@ use tokio::time::Instant;
 
 use crate::restart::{RestartBudget, RestartPolicy};
 use crate::tenant::TenantMsg;
+use crate::text;
 use crate::tools::{self, CallAction, ToolContext};
 
 /// Said when the call cannot go on.
@@ -117,6 +117,9 @@ pub enum CallMsg {
     /// The caller pressed a key; `0` asks for a person (when the agent has a transfer
     /// number), as callers expect of any phone menu.
     Dtmf(char),
+    /// Staff took the customer's conversation over: the call goes to the agent's transfer
+    /// number (without one, the agent keeps the call rather than drop the customer).
+    HandOver,
     /// Where the call is, for dashboards and tests.
     Phase(RpcReplyPort<CallPhase>),
     /// Report from the STT child.
@@ -528,6 +531,7 @@ impl Actor for CallSupervisor {
                 end_call(&myself, state, outcome);
             }
             CallMsg::Dtmf(digit) => on_dtmf(&myself, state, digit),
+            CallMsg::HandOver => hand_to_person(&myself, state, "staff took the conversation over"),
             CallMsg::Phase(reply) => {
                 let _ = reply.send(state.phase);
             }
@@ -890,13 +894,14 @@ fn run_tools(
     }
     let turn = current.turn;
     let ctx = ToolContext {
-        call: state.args.call.clone(),
+        tenant_id: state.args.call.tenant,
+        customer: state.args.call.customer.clone(),
         enabled: state.args.agent.tools.clone(),
         transfer_number: state.args.agent.transfer_number.clone(),
         tenant: state.args.tenant.clone(),
         conversation: state.args.conversation.clone(),
         conversations: state.args.ports.conversations.clone(),
-        telephony: state.args.telephony.clone(),
+        telephony: Some(state.args.telephony.clone()),
     };
     let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
     state.publish("call.tool_calls", json!({ "tools": names }));
@@ -1027,18 +1032,25 @@ fn finish_turn_if_played(myself: &ActorRef<CallMsg>, state: &mut CallState) {
 /// whatever the agent was saying; other keys are only published.
 fn on_dtmf(myself: &ActorRef<CallMsg>, state: &mut CallState, digit: char) {
     state.publish("call.dtmf", json!({"digit": digit.to_string()}));
-    if digit != '0' || state.phase == CallPhase::Ended {
+    if digit == '0' {
+        hand_to_person(myself, state, "the caller pressed 0");
+    }
+}
+
+/// Transfers the call to the agent's transfer number at once, cutting off what the agent
+/// was saying; `why` is logged when there is no number to transfer to.
+fn hand_to_person(myself: &ActorRef<CallMsg>, state: &mut CallState, why: &str) {
+    if state.phase == CallPhase::Ended {
         return;
     }
     let Some(number) = state.args.agent.transfer_number.clone() else {
-        tracing::info!(call_id = %state.args.call.call_id, "the caller pressed 0 but the agent has no transfer number");
+        tracing::info!(call_id = %state.args.call.call_id, why, "no transfer number: the agent keeps the call");
         return;
     };
     state.args.telephony.clear();
     transfer_now(myself, state, number);
 }
 
-/// Hands the caller to `number` (off the mailbox) and ends the call as transferred.
 fn transfer_now(myself: &ActorRef<CallMsg>, state: &mut CallState, number: actors::domain::E164) {
     let telephony = state.args.telephony.clone();
     let to = number.clone();
@@ -1198,27 +1210,14 @@ async fn analyse(
     llm: &dyn LanguageModel,
     request: LlmRequest,
 ) -> (u64, Result<CallAnalysis, String>) {
-    let mut tokens = 0u64;
-    let mut text = String::new();
-    let streamed = tokio::time::timeout(ANALYSIS_TIMEOUT, async {
-        let mut stream = llm.stream(request).await?;
-        while let Some(delta) = stream.next().await {
-            match delta? {
-                LlmDelta::Text(piece) => text.push_str(&piece),
-                LlmDelta::Usage {
-                    prompt_tokens,
-                    completion_tokens,
-                } => tokens += u64::from(prompt_tokens) + u64::from(completion_tokens),
-                LlmDelta::ToolCall(_) => {}
-            }
-        }
-        Ok::<(), PortError>(())
-    })
-    .await;
-    let answer = match streamed {
-        Err(_) => Err(format!("the model took longer than {ANALYSIS_TIMEOUT:?}")),
-        Ok(Err(error)) => Err(format!("the model failed: {error}")),
-        Ok(Ok(())) => parse_analysis(&text),
+    let streamed = tokio::time::timeout(ANALYSIS_TIMEOUT, text::collect(llm, request)).await;
+    let (tokens, answer) = match streamed {
+        Err(_) => (
+            0,
+            Err(format!("the model took longer than {ANALYSIS_TIMEOUT:?}")),
+        ),
+        Ok(Err(error)) => (0, Err(format!("the model failed: {error}"))),
+        Ok(Ok((text, _, tokens))) => (tokens, parse_analysis(&text)),
     };
     (tokens, answer)
 }

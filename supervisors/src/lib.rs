@@ -70,4 +70,5 @@ pub mod registry;
 pub mod restart;
 pub mod runtime;
 pub mod tenant;
+pub mod text;
 pub mod tools;

@@ -70,6 +70,14 @@ impl<K: Eq + Hash, V: Clone> Registry<K, V> {
         self.slots.len() != before
     }
 
+    /// The running value of `key`, if it is running (not while it starts).
+    pub fn running_for(&self, key: &K) -> Option<&V> {
+        match self.slots.get(key) {
+            Some(Slot::Running(value)) => Some(value),
+            _ => None,
+        }
+    }
+
     /// The children that run now.
     pub fn running(&self) -> impl Iterator<Item = &V> {
         self.slots.values().filter_map(|slot| match slot {

@@ -2,7 +2,7 @@
 //! tenant's configuration through the directory port, off its own mailbox), owns the event
 //! hub, and drains for shutdown: no new calls, then wait for the live ones.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,8 @@ use crate::call::{CallMsg, CallPorts, CallSettings};
 use crate::registry::{Registry, Started};
 use crate::restart::RestartBudget;
 use crate::tenant::{Refusal, TenantArgs, TenantMsg, TenantPorts, TenantSupervisor};
+use crate::text::{TextAnswer, TextError, TextTurn};
+use actors::conversation::ConversationMsg;
 
 /// Longest wait for one actor to answer the runtime handle.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
@@ -274,7 +276,16 @@ async fn ask<M: ractor::Message, T: Send + 'static>(
     actor: &ActorRef<M>,
     msg: impl FnOnce(RpcReplyPort<T>) -> M,
 ) -> Result<T, RuntimeError> {
-    match actor.call(msg, Some(ASK_TIMEOUT)).await {
+    ask_within(actor, msg, ASK_TIMEOUT).await
+}
+
+/// Asks an actor through ractor's RPC, within `timeout`.
+async fn ask_within<M: ractor::Message, T: Send + 'static>(
+    actor: &ActorRef<M>,
+    msg: impl FnOnce(RpcReplyPort<T>) -> M,
+    timeout: Duration,
+) -> Result<T, RuntimeError> {
+    match actor.call(msg, Some(timeout)).await {
         Ok(ractor::rpc::CallResult::Success(answer)) => Ok(answer),
         Ok(ractor::rpc::CallResult::Timeout) => Err(RuntimeError::TimedOut),
         Ok(ractor::rpc::CallResult::SenderError) | Err(_) => Err(RuntimeError::Stopped),
@@ -318,6 +329,68 @@ impl Runtime {
         })
         .await
         .map_err(|e| Refusal::Unavailable(e.to_string()))?
+    }
+
+    /// The conversation actor of a tenant's customer, loaded from the store on first use.
+    pub async fn conversation(
+        &self,
+        tenant: TenantId,
+        customer: &str,
+    ) -> Result<ActorRef<ConversationMsg>, RuntimeError> {
+        let supervisor = self.tenant(tenant).await?;
+        ask(&supervisor, |reply| TenantMsg::Conversation {
+            customer: customer.to_owned(),
+            reply,
+        })
+        .await?
+        .map_err(RuntimeError::Tenant)
+    }
+
+    /// Staff changed a customer's lead: a running conversation of the customer takes the
+    /// lead's new `fields` (prompt variables) for its next prompt.
+    pub async fn lead_changed(
+        &self,
+        tenant: TenantId,
+        customer: &str,
+        fields: BTreeMap<String, String>,
+    ) -> Result<(), RuntimeError> {
+        self.tenant(tenant)
+            .await?
+            .send_message(TenantMsg::LeadChanged {
+                customer: customer.to_owned(),
+                fields,
+            })
+            .map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Staff took a customer's conversation over: the customer's live calls are handed to
+    /// the agent's transfer number.
+    pub async fn hand_over(&self, tenant: TenantId, customer: &str) -> Result<(), RuntimeError> {
+        self.tenant(tenant)
+            .await?
+            .send_message(TenantMsg::HandOver {
+                customer: customer.to_owned(),
+            })
+            .map_err(|_| RuntimeError::Stopped)
+    }
+
+    /// Lets the agent answer a text already in the customer's conversation; gives up after
+    /// `deadline`.
+    pub async fn answer_text(
+        &self,
+        tenant: TenantId,
+        turn: TextTurn,
+        deadline: Duration,
+    ) -> Result<TextAnswer, TextError> {
+        let unavailable = |e: RuntimeError| TextError::Unavailable(e.to_string());
+        let supervisor = self.tenant(tenant).await.map_err(unavailable)?;
+        ask_within(
+            &supervisor,
+            |reply| TenantMsg::AnswerText { turn, reply },
+            deadline,
+        )
+        .await
+        .map_err(unavailable)?
     }
 
     /// Subscribes to a tenant's events.

@@ -21,6 +21,8 @@ use tokio::time::Instant;
 use crate::call::{CallArgs, CallMsg, CallPorts, CallSettings, CallSupervisor};
 use crate::registry::{Registry, Started};
 use crate::restart::RestartBudget;
+use crate::text::{self, TextAnswer, TextError, TextJob, TextTurn};
+use crate::tools::ToolContext;
 
 /// Longest wait, in milliseconds, for a customer's conversation to load before a call is
 /// refused rather than left ringing.
@@ -63,6 +65,25 @@ pub enum TenantMsg {
         customer: String,
         /// The actor, or why it could not start.
         reply: RpcReplyPort<Started<ActorRef<ConversationMsg>>>,
+    },
+    /// Staff changed the customer's lead: a running conversation takes its new fields.
+    LeadChanged {
+        /// The customer's number.
+        customer: String,
+        /// The lead's fields as prompt variables (empty: the lead is gone).
+        fields: BTreeMap<String, String>,
+    },
+    /// Staff took the customer's conversation over: their live calls go to a person.
+    HandOver {
+        /// The customer's number.
+        customer: String,
+    },
+    /// Answers a customer's text: the agent reads the conversation and writes one reply.
+    AnswerText {
+        /// The text to answer (already in the conversation).
+        turn: TextTurn,
+        /// The reply, or why there is none.
+        reply: RpcReplyPort<Result<TextAnswer, TextError>>,
     },
     /// The tenant's knowledge actor; `None` when it kept failing and was given up on.
     Knowledge(RpcReplyPort<Option<ActorRef<KnowledgeMsg>>>),
@@ -267,6 +288,17 @@ impl Actor for TenantSupervisor {
                     });
                 state.conversations.started(customer, result);
             }
+            TenantMsg::LeadChanged { customer, fields } => {
+                if let Some(conversation) = state.conversations.running_for(&customer) {
+                    let _ = conversation.send_message(ConversationMsg::SetLead(fields));
+                }
+            }
+            TenantMsg::HandOver { customer } => {
+                for live in state.calls.values().filter(|c| c.call.customer == customer) {
+                    let _ = live.actor.send_message(CallMsg::HandOver);
+                }
+            }
+            TenantMsg::AnswerText { turn, reply } => answer_text(&myself, state, turn, reply),
             TenantMsg::Knowledge(reply) => {
                 let _ = reply.send(state.knowledge.clone());
             }
@@ -340,6 +372,34 @@ impl Actor for TenantSupervisor {
     }
 }
 
+/// The names of the built-in template variables, which [`builtin_variables`] always gives:
+/// the tenant's name, the customer's number, and the tenant's local time and date.
+pub const BUILTIN_VARIABLES: [&str; 4] =
+    ["tenant_name", "caller_number", "local_time", "local_date"];
+
+/// The built-in variables of a call or text with `customer` at `now`, filled into the agent's
+/// prompt and first message over the lead's fields. The time and date are the tenant's own
+/// (its timezone; UTC when the name is unknown): `local_time` as `14:05`, `local_date` as
+/// `Tuesday 2026-03-03`, so the agent can say "this afternoon" or book "next Monday".
+pub fn builtin_variables(
+    config: &TenantConfig,
+    customer: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> BTreeMap<String, String> {
+    let zone: chrono_tz::Tz = config.timezone.parse().unwrap_or(chrono_tz::UTC);
+    let local = now.with_timezone(&zone);
+    let [tenant_name, caller_number, local_time, local_date] = BUILTIN_VARIABLES;
+    BTreeMap::from([
+        (tenant_name.to_owned(), config.name.clone()),
+        (caller_number.to_owned(), customer.to_owned()),
+        (local_time.to_owned(), local.format("%H:%M").to_string()),
+        (
+            local_date.to_owned(),
+            local.format("%A %Y-%m-%d").to_string(),
+        ),
+    ])
+}
+
 /// Starts a call's actor in a task: its conversation may need to be loaded first.
 fn start_call(
     myself: &ActorRef<TenantMsg>,
@@ -349,10 +409,7 @@ fn start_call(
     telephony: Arc<dyn Telephony>,
     reply: RpcReplyPort<Result<ActorRef<CallMsg>, Refusal>>,
 ) {
-    let variables = BTreeMap::from([
-        ("tenant_name".to_owned(), state.args.config.name.clone()),
-        ("caller_number".to_owned(), call.customer.clone()),
-    ]);
+    let variables = builtin_variables(&state.args.config, &call.customer, chrono::Utc::now());
     let ports = state.args.ports.call.clone();
     let settings = state.args.settings;
     let myself = myself.clone();
@@ -402,4 +459,105 @@ fn start_call(
             result,
         });
     });
+}
+
+/// Answers a text in a task: the conversation may need loading and the model takes seconds.
+fn answer_text(
+    myself: &ActorRef<TenantMsg>,
+    state: &TenantState,
+    turn: TextTurn,
+    reply: RpcReplyPort<Result<TextAnswer, TextError>>,
+) {
+    if state.draining {
+        let _ = reply.send(Err(TextError::Draining));
+        return;
+    }
+    let config = &state.args.config;
+    let Some(agent) = config.agents.iter().find(|a| a.id == turn.agent).cloned() else {
+        let _ = reply.send(Err(TextError::UnknownAgent));
+        return;
+    };
+    let variables = builtin_variables(config, &turn.customer, chrono::Utc::now());
+    let llm = state.args.ports.call.llm.clone();
+    let conversations = state.args.ports.call.conversations.clone();
+    let tenant_id = state.args.tenant;
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let conversation = ractor::call_t!(
+            myself,
+            |reply| TenantMsg::Conversation {
+                customer: turn.customer.clone(),
+                reply,
+            },
+            CONVERSATION_START_TIMEOUT_MS
+        );
+        let answer = match conversation {
+            Ok(Ok(conversation)) => {
+                let tools = ToolContext {
+                    tenant_id,
+                    customer: turn.customer.clone(),
+                    enabled: text::text_tools(&agent),
+                    transfer_number: None,
+                    tenant: myself.clone(),
+                    conversation: conversation.clone(),
+                    conversations,
+                    telephony: None,
+                };
+                text::answer(TextJob {
+                    turn,
+                    agent,
+                    variables,
+                    llm,
+                    conversation,
+                    tools,
+                })
+                .await
+            }
+            Ok(Err(error)) => Err(TextError::Unavailable(error)),
+            Err(error) => Err(TextError::Unavailable(format!(
+                "the customer's conversation did not load: {error}"
+            ))),
+        };
+        let _ = reply.send(answer);
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    #[test]
+    fn builtin_variables_give_the_tenants_local_time_and_date() {
+        let config = TenantConfig {
+            name: "Acme Motors".to_owned(),
+            timezone: "America/Chicago".to_owned(),
+            concurrent_call_limit: 1,
+            agents: Vec::new(),
+        };
+        // 03:30 UTC on Wednesday 4 March 2026 is still Tuesday evening in Chicago (UTC-6).
+        let now = chrono::Utc.with_ymd_and_hms(2026, 3, 4, 3, 30, 0).unwrap();
+        let values = builtin_variables(&config, "+14155550100", now);
+        assert_eq!(values["tenant_name"], "Acme Motors");
+        assert_eq!(values["caller_number"], "+14155550100");
+        assert_eq!(values["local_time"], "21:30");
+        assert_eq!(values["local_date"], "Tuesday 2026-03-03");
+        assert_eq!(
+            values.keys().map(String::as_str).collect::<Vec<_>>(),
+            {
+                let mut names = BUILTIN_VARIABLES.to_vec();
+                names.sort_unstable();
+                names
+            },
+            "every built-in name is given"
+        );
+        let unknown_zone = TenantConfig {
+            timezone: "Mars/Olympus".to_owned(),
+            ..config
+        };
+        assert_eq!(
+            builtin_variables(&unknown_zone, "+1", now)["local_time"],
+            "03:30"
+        );
+    }
 }

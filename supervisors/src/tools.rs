@@ -7,9 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::conversation::ConversationMsg;
-use actors::domain::E164;
+use actors::domain::{TenantId, E164};
 use actors::knowledge::KnowledgeMsg;
-use actors::ports::{CallInfo, ConversationStore, Telephony, Tool, ToolCall, ToolSpec};
+use actors::ports::{
+    Channel, ConversationStore, HistoryEntry, Speaker, Telephony, Tool, ToolCall, ToolSpec,
+};
 use ractor::ActorRef;
 use serde_json::{json, Value};
 
@@ -36,8 +38,10 @@ pub enum CallAction {
 /// What tools can reach.
 #[derive(Clone)]
 pub struct ToolContext {
-    /// The call.
-    pub call: CallInfo,
+    /// Whose customer.
+    pub tenant_id: TenantId,
+    /// The customer's number: whose lead and callbacks the tools touch.
+    pub customer: String,
     /// Tools the agent enabled.
     pub enabled: Vec<Tool>,
     /// Where a transfer goes.
@@ -48,8 +52,9 @@ pub struct ToolContext {
     pub conversation: ActorRef<ConversationMsg>,
     /// Callbacks are booked here.
     pub conversations: Arc<dyn ConversationStore>,
-    /// SMS goes out here.
-    pub telephony: Arc<dyn Telephony>,
+    /// The phone leg of a call (texts go out through it); `None` in a text conversation,
+    /// which offers no call tools.
+    pub telephony: Option<Arc<dyn Telephony>>,
 }
 
 /// The JSON Schema of every enabled tool, as offered to the model.
@@ -86,8 +91,11 @@ fn spec(tool: Tool) -> ToolSpec {
         ),
         Tool::ScheduleCallback => (
             "schedule_callback",
-            "Book a call back to the customer at the time they asked for.",
-            json!({"type": "object", "properties": {"when": {"type": "string"}, "note": {"type": "string"}}, "required": ["when"]}),
+            "Book a call back to the customer at the time they asked for. Give `when` as an ISO 8601 date and time: 2026-03-02T15:00 is the business's local time, or add a UTC offset (2026-03-02T15:00-06:00). A time that is past or unreadable is refused with the local time now, so ask again. The answer gives the booked time to confirm to the customer.",
+            json!({"type": "object", "properties": {
+                "when": {"type": "string", "description": "ISO 8601 date and time, e.g. 2026-03-02T15:00 (local) or 2026-03-02T15:00-06:00"},
+                "note": {"type": "string", "description": "Why the customer wants the call, for whoever calls"}},
+                "required": ["when"]}),
         ),
     };
     ToolSpec {
@@ -196,19 +204,34 @@ async fn run_tool(
                 .filter(|b| !b.trim().is_empty())
                 .ok_or("body is required")?;
             ctx.telephony
+                .as_ref()
+                .ok_or("texting is not available here")?
                 .send_sms(&body)
                 .await
                 .map_err(|e| e.to_string())?;
+            // The port stored the text; the conversation reads it from now on.
+            let _ = ctx
+                .conversation
+                .send_message(ConversationMsg::Remember(HistoryEntry {
+                    speaker: Speaker::Agent,
+                    channel: Channel::Sms,
+                    text: body,
+                    at_ms: chrono::Utc::now().timestamp_millis(),
+                }));
             Ok((ok(), CallAction::Continue))
         }
         Tool::ScheduleCallback => {
             let when = text("when").ok_or("when is required")?;
             let note = text("note").unwrap_or_default();
-            ctx.conversations
-                .schedule_callback(ctx.call.tenant, &ctx.call.customer, &when, &note)
+            let booked = ctx
+                .conversations
+                .schedule_callback(ctx.tenant_id, &ctx.customer, &when, &note)
                 .await
                 .map_err(|e| e.to_string())?;
-            Ok((ok(), CallAction::Continue))
+            Ok((
+                json!({"ok": true, "booked_for": booked}).to_string(),
+                CallAction::Continue,
+            ))
         }
     }
 }

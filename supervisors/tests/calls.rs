@@ -128,6 +128,7 @@ async fn world_with(
         tenant,
         TenantConfig {
             name: "Acme Motors".to_owned(),
+            timezone: "America/Chicago".to_owned(),
             concurrent_call_limit: limit,
             agents: vec![agent.clone()],
         },

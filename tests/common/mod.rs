@@ -305,19 +305,22 @@ pub fn twilio_signature(url: &str, params: &[(String, String)]) -> String {
 }
 
 /// Places a simulated call (the call simulator plays Twilio) from `from` to `to` on the
-/// server at `base`, the caller saying `turns`; panics if the call fails.
+/// server at `base`, the caller saying `turns`, from the account of [`fake_twilio::ACCOUNT`]
+/// (the account servers with a fake Twilio REST API are configured with); panics if the call
+/// fails.
 pub async fn simulate_call(
     base: &str,
     from: &str,
     to: &str,
     turns: Vec<switchboard::simulator::CallerTurn>,
 ) -> switchboard::simulator::CallReport {
-    let config = switchboard::simulator::SimulatorConfig::new(
+    let mut config = switchboard::simulator::SimulatorConfig::new(
         base,
         secrecy::SecretString::from(TWILIO_TOKEN.to_owned()),
         from,
         to,
     );
+    config.account_sid = fake_twilio::ACCOUNT.to_owned();
     switchboard::simulator::run_call(&config, &switchboard::simulator::CallScript::new(turns))
         .await
         .expect("the simulated call completes")
@@ -389,4 +392,18 @@ pub fn assert_problem(status: StatusCode, body: &Value, expected: StatusCode) ->
         "{body}"
     );
     body.clone()
+}
+
+/// A database several servers can share, as `--database-url`: a SQLite file in a fresh
+/// folder, or a fresh PostgreSQL database on the PostgreSQL pass. Two servers started with
+/// it are two nodes of one deployment.
+pub async fn shared_database_url() -> String {
+    match switchboard::testing::postgres_url() {
+        Some(server) => switchboard::testing::fresh_postgres_database(&server).await,
+        None => {
+            let dir = std::env::temp_dir().join(format!("sbshared-{}", uuid::Uuid::new_v4()));
+            std::fs::create_dir_all(&dir).unwrap();
+            format!("sqlite://{}?mode=rwc", dir.join("shared.db").display())
+        }
+    }
 }

@@ -70,6 +70,14 @@ id_type!(
     /// One phone call, inbound or outbound, from ringing to its record after hang-up.
     CallId
 );
+id_type!(
+    /// One customer's conversation with one tenant, across texts and calls.
+    ConversationId
+);
+id_type!(
+    /// A lead in a tenant's CRM: one customer, known by name, number and what they want.
+    LeadId
+);
 
 #[cfg(test)]
 mod tests {

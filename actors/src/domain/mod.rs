@@ -7,6 +7,8 @@ mod ids;
 mod phone;
 mod role;
 
-pub use ids::{AgentId, CallId, IdParseError, PhoneNumberId, TenantId, UserId};
+pub use ids::{
+    AgentId, CallId, ConversationId, IdParseError, LeadId, PhoneNumberId, TenantId, UserId,
+};
 pub use phone::{E164Error, E164};
 pub use role::{Role, RoleParseError};
