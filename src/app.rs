@@ -105,10 +105,14 @@ impl Application {
             .callbacks
             .map(|scheduler| scheduler.spawn(callbacks_stopped));
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
+        // No callback is dialled once shutdown begins: its media stream could not connect.
+        let shutdown = async move {
+            shutdown.await;
+            let _ = stop_callbacks.send(true);
+        };
         let served = axum::serve(self.listener, app)
             .with_graceful_shutdown(shutdown)
             .await;
-        let _ = stop_callbacks.send(true);
         if let Some(scheduler) = callbacks {
             if let Err(error) = scheduler.await {
                 tracing::warn!(%error, "the callback scheduler ended badly");

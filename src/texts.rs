@@ -3,7 +3,7 @@
 //! to; staff text customers from the dashboard. Every text, either way, is stored with what
 //! Twilio says of it, and joins the conversation the agent reads on every channel.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actors::conversation::ConversationMsg;
 use actors::domain::{TenantId, UserId, E164};
@@ -12,7 +12,7 @@ use ractor::ActorRef;
 use supervisors::text::TextTurn;
 
 use crate::http::AppState;
-use crate::store::{Message, NewText, NumberRoute, SmsReplyMode, Store, StoreError};
+use crate::store::{Message, NewMessage, NumberRoute, SmsReplyMode, Store, StoreError};
 use crate::twilio::rest::{MessageStatus, TwilioClient, TwilioError};
 
 /// Said when a text holds only pictures, which the agent cannot read yet.
@@ -21,9 +21,9 @@ pub const PICTURES_NOT_READ: &str =
 /// Sent when the agent could not answer, so the customer is not left waiting in silence.
 pub const COULD_NOT_ANSWER: &str =
     "Sorry, I can't answer right now. Someone from our team will get back to you soon.";
-/// How long the agent may take when its reply goes back in the webhook's TwiML answer
-/// (Twilio waits 15 s for a webhook).
-const TWIML_REPLY_DEADLINE: Duration = Duration::from_secs(10);
+/// How long, from the webhook's arrival, the agent may take when its reply goes back in the
+/// webhook's TwiML answer (Twilio waits 15 s for a webhook, storing included).
+const TWIML_REPLY_DEADLINE: Duration = Duration::from_secs(11);
 /// How long the agent may take when its reply goes out through the REST API.
 const REST_REPLY_DEADLINE: Duration = Duration::from_secs(45);
 /// Media URLs kept per text (Twilio sends at most 10).
@@ -149,8 +149,9 @@ impl Texter {
             .send_sms(customer, from, body, Some(&self.status_url))
             .await?;
         let error_code = sent.error_code.map(|c| c.to_string());
-        let text = NewText {
+        let text = NewMessage {
             customer: customer.as_str(),
+            channel: Channel::Sms,
             sender,
             sender_user_id: user,
             body,
@@ -161,14 +162,14 @@ impl Texter {
             segments: sent
                 .num_segments
                 .as_deref()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1),
+                .and_then(|n| n.parse::<u32>().ok())
+                .map_or(1, i64::from),
             llm_tokens: i64::try_from(llm_tokens).unwrap_or(i64::MAX),
             at_ms: crate::store::now_ms(),
         };
         Ok(self
             .store
-            .record_text(tenant, &text)
+            .record_message(tenant, &text)
             .await?
             .ok_or(StoreError::Conflict(
                 "Twilio gave a message SID that is already stored",
@@ -208,10 +209,17 @@ pub async fn receive_text(
     business_number: &E164,
     text: InboundText,
 ) -> Result<WebhookReply, StoreError> {
+    let arrived = Instant::now();
     let tenant = route.tenant;
+    // Everything that can fail is read before the text is stored: a failure after it would
+    // leave a stored text that Twilio's retry (a duplicate) never gets answered.
+    let mode = state.store.tenant(tenant).await?.sms_reply_mode;
+    let taken_over = state.store.takeover_of(tenant, &text.from).await?;
+    let last_call = state.store.last_call_summary(tenant, &text.from).await?;
     let conversation = conversation_actor(state, tenant, &text.from).await;
-    let stored = NewText {
+    let stored = NewMessage {
         customer: &text.from,
+        channel: Channel::Sms,
         sender: Speaker::Customer,
         sender_user_id: None,
         body: &text.body,
@@ -223,12 +231,12 @@ pub async fn receive_text(
         llm_tokens: 0,
         at_ms: crate::store::now_ms(),
     };
-    let Some(message) = state.store.record_text(tenant, &stored).await? else {
+    let Some(message) = state.store.record_message(tenant, &stored).await? else {
         tracing::info!(message_sid = %text.message_sid, "Twilio delivered a text twice; answered once");
         return Ok(WebhookReply::Nothing);
     };
     remember(conversation.as_ref(), &message, Speaker::Customer);
-    if let Some(user) = state.store.takeover_of(tenant, &text.from).await? {
+    if let Some(user) = taken_over {
         tracing::info!(tenant_id = %tenant, user_id = %user, "a text to a conversation staff have taken over; the agent stays quiet");
         return Ok(WebhookReply::Nothing);
     }
@@ -236,15 +244,17 @@ pub async fn receive_text(
         tracing::warn!(tenant_id = %tenant, "a text arrived but no language model is configured; stored unanswered");
         return Ok(WebhookReply::Nothing);
     };
-    let mode = state.store.tenant(tenant).await?.sms_reply_mode;
     // Without REST credentials, or to a sender that is not a phone number (a short code),
     // the reply can only go back in the webhook's answer.
     let rest_to = E164::parse(&text.from)
         .ok()
         .filter(|_| mode == SmsReplyMode::Rest && state.texter.can_send());
-    let by_rest = rest_to.is_some();
+    let deadline = match rest_to {
+        Some(_) => REST_REPLY_DEADLINE,
+        None => TWIML_REPLY_DEADLINE.saturating_sub(arrived.elapsed()),
+    };
     let mut context = Vec::new();
-    if let Some((started_at, summary)) = state.store.last_call_summary(tenant, &text.from).await? {
+    if let Some((started_at, summary)) = last_call {
         let when = chrono::DateTime::from_timestamp_millis(started_at)
             .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
             .unwrap_or_default();
@@ -264,23 +274,15 @@ pub async fn receive_text(
         context,
     };
     let pictures_only = text.body.trim().is_empty() && !text.media_urls.is_empty();
-    let answer = {
-        let calls = calls.clone();
-        async move {
-            if pictures_only {
-                return (PICTURES_NOT_READ.to_owned(), 0);
-            }
-            let deadline = if by_rest {
-                REST_REPLY_DEADLINE
-            } else {
-                TWIML_REPLY_DEADLINE
-            };
-            match calls.runtime().answer_text(tenant, turn, deadline).await {
-                Ok(answer) => (answer.text, answer.llm_tokens),
-                Err(error) => {
-                    tracing::warn!(tenant_id = %tenant, %error, "the agent could not answer a text; sending an apology");
-                    (COULD_NOT_ANSWER.to_owned(), 0)
-                }
+    let answer = async move {
+        if pictures_only {
+            return (PICTURES_NOT_READ.to_owned(), 0);
+        }
+        match calls.runtime().answer_text(tenant, turn, deadline).await {
+            Ok(answer) => (answer.text, answer.llm_tokens),
+            Err(error) => {
+                tracing::warn!(tenant_id = %tenant, %error, "the agent could not answer a text; sending an apology");
+                (COULD_NOT_ANSWER.to_owned(), 0)
             }
         }
     };
@@ -289,6 +291,9 @@ pub async fn receive_text(
         let from = business_number.clone();
         tokio::spawn(async move {
             let (reply, tokens) = answer.await;
+            if still_taken_over(&state, tenant, customer.as_str()).await {
+                return;
+            }
             let author = (Speaker::Agent, None);
             let numbers = (&from, &customer);
             if let Err(error) = send_text(&state, tenant, numbers, author, &reply, tokens).await {
@@ -298,8 +303,12 @@ pub async fn receive_text(
         return Ok(WebhookReply::Nothing);
     }
     let (reply, tokens) = answer.await;
-    let stored = NewText {
+    if still_taken_over(state, tenant, &text.from).await {
+        return Ok(WebhookReply::Nothing);
+    }
+    let stored = NewMessage {
         customer: &text.from,
+        channel: Channel::Sms,
         sender: Speaker::Agent,
         sender_user_id: None,
         body: &reply,
@@ -312,8 +321,18 @@ pub async fn receive_text(
         llm_tokens: i64::try_from(tokens).unwrap_or(i64::MAX),
         at_ms: crate::store::now_ms(),
     };
-    if let Some(message) = state.store.record_text(tenant, &stored).await? {
+    if let Some(message) = state.store.record_message(tenant, &stored).await? {
         remember(conversation.as_ref(), &message, Speaker::Agent);
     }
     Ok(WebhookReply::Message(reply))
+}
+
+/// Whether staff took the conversation over while the agent was writing its reply, in which
+/// case the reply is dropped (a database that cannot say counts as not taken over).
+async fn still_taken_over(state: &AppState, tenant: TenantId, customer: &str) -> bool {
+    let taken = matches!(state.store.takeover_of(tenant, customer).await, Ok(Some(_)));
+    if taken {
+        tracing::info!(tenant_id = %tenant, "staff took the conversation over while the agent wrote; its reply is dropped");
+    }
+    taken
 }

@@ -18,25 +18,6 @@ use switchboard::emulator::script::{ReplyRule, ScriptedToolCall};
 use switchboard::emulator::EmulatorScript;
 use switchboard::simulator::CallerTurn;
 
-/// A tenant with one agent on one number.
-struct Line {
-    owner: Login,
-    agent: String,
-    number: String,
-}
-
-async fn line(app: &TestApp) -> Line {
-    let owner = app.register("Acme Motors").await;
-    let agent = app.create_agent(&owner, "Front desk").await;
-    let number = unique_number();
-    app.create_number(&owner, &number, &agent).await;
-    Line {
-        owner,
-        agent,
-        number,
-    }
-}
-
 /// RFC 3339 for `secs` from now (negative: in the past).
 fn in_secs(secs: i64) -> String {
     (Utc::now() + chrono::Duration::seconds(secs)).to_rfc3339()
@@ -69,7 +50,7 @@ fn ids(list: &Value) -> Vec<String> {
 #[tokio::test]
 async fn staff_book_list_and_cancel_callbacks_and_viewers_only_read_them() {
     let app = spawn_app().await;
-    let line = line(&app).await;
+    let line = app.line().await;
     let customer = unique_number();
 
     let later = book_ok(&app, &line.owner, &customer, &in_secs(7200)).await;
@@ -152,7 +133,7 @@ async fn staff_book_list_and_cancel_callbacks_and_viewers_only_read_them() {
 #[tokio::test]
 async fn bad_callback_requests_are_422_naming_the_field_and_a_strangers_agent_is_404() {
     let app = spawn_app().await;
-    let line = line(&app).await;
+    let line = app.line().await;
     let other = app.register("Other Motors").await;
     let strangers_agent = app.create_agent(&other, "Theirs").await;
     let customer = unique_number();
@@ -204,7 +185,7 @@ async fn bad_callback_requests_are_422_naming_the_field_and_a_strangers_agent_is
 #[tokio::test]
 async fn the_agents_booking_is_read_in_the_tenants_timezone_linked_to_the_lead_and_announced() {
     let app = spawn_app().await;
-    let line = line(&app).await;
+    let line = app.line().await;
     let (status, body) = app
         .patch(
             "/v1/tenant",
@@ -300,7 +281,7 @@ async fn a_caller_who_asks_to_be_called_back_gets_a_callback_from_the_agent_they
         },
     ];
     let (app, _emulator) = spawn_voice_app(script, &[]).await;
-    let line = line(&app).await;
+    let line = app.line().await;
     let (status, body) = app
         .patch(
             &format!("/v1/agents/{}", line.agent),
@@ -404,7 +385,7 @@ async fn a_callback_due_while_the_server_was_down_is_placed_once_after_restart_o
     // A server that cannot dial (no providers): callbacks are booked but nobody places them,
     // as when every node is down.
     let booking = spawn_app_with(&["--database-url", &database]).await;
-    let line = line(&booking).await;
+    let line = booking.line().await;
     let (due_customer, canceled_customer, future_customer) =
         (unique_number(), unique_number(), unique_number());
     let due = book_ok(&booking, &line.owner, &due_customer, &in_secs(1)).await;
@@ -495,7 +476,7 @@ async fn a_number_twilio_refuses_fails_the_callback_and_a_busy_twilio_is_tried_a
     .await;
     let database = common::shared_database_url().await;
     let node = dialling_node(&twilio, &database).await;
-    let line = line(&node).await;
+    let line = node.line().await;
     let busy = unique_number();
     let bad = book_ok(&node, &line.owner, &refused, &in_secs(1)).await;
     let retried = book_ok(&node, &line.owner, &busy, &in_secs(1)).await;
@@ -544,7 +525,7 @@ async fn concurrent_claims_from_two_nodes_never_share_a_callback() {
     let database = common::shared_database_url().await;
     let one = spawn_app_with(&["--database-url", &database]).await;
     let two = spawn_app_with(&["--database-url", &database]).await;
-    let line = line(&one).await;
+    let line = one.line().await;
     let tenant = line.owner.tenant_id.parse().unwrap();
     let mut booked = std::collections::BTreeSet::new();
     for _ in 0..30 {
@@ -602,7 +583,7 @@ async fn a_customer_staff_have_taken_over_is_not_called_back_by_the_agent() {
     let twilio = accepting_twilio().await;
     let database = common::shared_database_url().await;
     let node = dialling_node(&twilio, &database).await;
-    let line = line(&node).await;
+    let line = node.line().await;
     let tenant = line.owner.tenant_id.parse().unwrap();
     let customer = unique_number();
     node.store

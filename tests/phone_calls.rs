@@ -6,7 +6,7 @@ mod common;
 
 use base64::Engine;
 use common::fake_twilio::{FakeTwilio, ACCOUNT};
-use common::{call_sid, spawn_voice_app, unique_number, Login, TestApp};
+use common::{call_sid, spawn_voice_app, Line, TestApp};
 use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -18,25 +18,6 @@ const OUTBOUND_SID: &str = "CA1f0123456789abcdef0123456789abcd";
 
 type Socket =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
-
-/// A tenant with one agent on one number.
-struct Line {
-    owner: Login,
-    agent: String,
-    number: String,
-}
-
-async fn line(app: &TestApp) -> Line {
-    let owner = app.register("Acme Motors").await;
-    let agent = app.create_agent(&owner, "Front desk").await;
-    let number = unique_number();
-    app.create_number(&owner, &number, &agent).await;
-    Line {
-        owner,
-        agent,
-        number,
-    }
-}
 
 /// Asserts the call `sid` was refused: recorded `busy`, its reason mentioning `why`.
 async fn assert_refused(app: &TestApp, line: &Line, sid: &str, why: &str) {
@@ -51,17 +32,6 @@ async fn assert_refused(app: &TestApp, line: &Line, sid: &str, why: &str) {
 }
 
 /// Gives the line's agent a transfer (and fallback) number.
-async fn set_transfer_number(app: &TestApp, line: &Line, number: &str) {
-    let (status, body) = app
-        .patch(
-            &format!("/v1/agents/{}", line.agent),
-            &line.owner.access,
-            json!({ "transfer_number": number }),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-}
-
 /// A voice server whose Twilio REST API is the fake `twilio`.
 async fn spawn_twilio_app(twilio: &FakeTwilio) -> (TestApp, switchboard::emulator::EmulatorHandle) {
     spawn_voice_app(
@@ -153,7 +123,7 @@ async fn first_audio(socket: &mut Socket) {
 #[tokio::test]
 async fn a_ringing_call_is_recorded_and_connected_to_its_media_stream() {
     let (app, _emulator) = spawn_voice_app(EmulatorScript::instant(), &[]).await;
-    let line = line(&app).await;
+    let line = app.line().await;
     let sid = call_sid();
     let (status, twiml) = app.ring(&sid, "+14155550100", &line.number).await;
     assert_eq!(status, StatusCode::OK, "{twiml}");
@@ -176,7 +146,7 @@ async fn a_ringing_call_is_recorded_and_connected_to_its_media_stream() {
 #[tokio::test]
 async fn media_sockets_without_a_valid_token_for_their_call_are_closed_with_1008() {
     let (app, _emulator) = spawn_voice_app(EmulatorScript::instant(), &[]).await;
-    let line = line(&app).await;
+    let line = app.line().await;
     let (first, second) = (call_sid(), call_sid());
     let first_token = stream_token(&app.ring(&first, "+14155550100", &line.number).await.1);
     let second_token = stream_token(&app.ring(&second, "+14155550101", &line.number).await.1);
@@ -225,7 +195,7 @@ async fn media_sockets_without_a_valid_token_for_their_call_are_closed_with_1008
 #[tokio::test]
 async fn a_tenant_at_its_limit_sends_callers_to_its_fallback_or_says_it_is_busy() {
     let (app, _emulator) = spawn_voice_app(EmulatorScript::instant(), &[]).await;
-    let line = line(&app).await;
+    let line = app.line().await;
     let (status, body) = app
         .patch(
             "/v1/tenant",
@@ -246,7 +216,8 @@ async fn a_tenant_at_its_limit_sends_callers_to_its_fallback_or_says_it_is_busy(
     assert!(twiml.contains("<Hangup />"), "{twiml}");
     assert_refused(&app, &line, &refused, "limit").await;
 
-    set_transfer_number(&app, &line, "+14155550999").await;
+    app.configure_agent(&line, json!({"transfer_number": "+14155550999"}))
+        .await;
     let (status, twiml) = app.ring(&call_sid(), "+14155550102", &line.number).await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -267,7 +238,7 @@ async fn an_outbound_call_is_dialled_through_twilio_and_its_stream_accepted() {
     })
     .await;
     let (app, _emulator) = spawn_twilio_app(&twilio).await;
-    let line = line(&app).await;
+    let line = app.line().await;
 
     let (status, body) = app
         .post(
@@ -319,7 +290,7 @@ async fn an_outbound_call_is_dialled_through_twilio_and_its_stream_accepted() {
 #[tokio::test]
 async fn an_outbound_call_without_twilio_configured_is_503_and_a_viewer_may_not_dial() {
     let (app, _emulator) = spawn_voice_app(EmulatorScript::instant(), &[]).await;
-    let line = line(&app).await;
+    let line = app.line().await;
     let body = json!({"to": "+14155550123", "agent_id": line.agent});
     let (status, problem) = app
         .post("/v1/calls", Some(&line.owner.access), body.clone())
@@ -346,62 +317,21 @@ async fn an_outbound_call_without_twilio_configured_is_503_and_a_viewer_may_not_
 
 #[tokio::test]
 async fn pressing_0_hands_the_caller_to_the_transfer_number_through_twilio() {
-    let twilio = FakeTwilio::start(std::time::Duration::ZERO, |_| {
-        (
-            StatusCode::OK,
-            json!({"sid": OUTBOUND_SID, "account_sid": ACCOUNT, "status": "in-progress"})
-                .to_string(),
-        )
-    })
-    .await;
-    let (app, _emulator) = spawn_twilio_app(&twilio).await;
-    let line = line(&app).await;
-    set_transfer_number(&app, &line, "+14155550999").await;
-    let sid = call_sid();
-    let token = stream_token(&app.ring(&sid, "+14155550100", &line.number).await.1);
-    let mut socket = open_socket(&app).await;
-    start_stream(&mut socket, &sid, Some(&token)).await;
-    first_audio(&mut socket).await;
+    let mut live = LiveCall::start().await;
 
     let press = json!({"event": "dtmf", "streamSid": "MZ1", "sequenceNumber": "9",
         "dtmf": {"track": "inbound_track", "digit": "0"}});
-    socket
+    live.socket
         .send(Message::Text(press.to_string().into()))
         .await
         .unwrap();
-    let (code, reason) = close_frame(&mut socket).await;
-    assert_eq!(code, CloseCode::Normal, "{reason}");
-
-    let redirect = tokio::time::timeout(std::time::Duration::from_secs(5), async {
-        loop {
-            let seen = twilio.seen.lock().unwrap().clone();
-            if let Some(update) = seen
-                .into_iter()
-                .find(|s| s.path.ends_with(&format!("/Calls/{sid}.json")))
-            {
-                return update;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .expect("the call is redirected through Twilio's REST API");
-    let twiml = &redirect
-        .form
-        .iter()
-        .find(|(k, _)| k == "Twiml")
-        .expect("a Twiml field")
-        .1;
-    assert!(twiml.contains("<Dial>+14155550999</Dial>"), "{twiml}");
-
-    let ended = app.ended_call(&line.owner.tenant_id, &sid).await;
-    assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
+    live.assert_transferred().await;
 }
 
 #[tokio::test]
 async fn a_tenant_that_used_its_monthly_minutes_takes_no_new_calls() {
     let (app, _emulator) = spawn_voice_app(EmulatorScript::instant(), &[]).await;
-    let line = line(&app).await;
+    let line = app.line().await;
     let (status, body) = app
         .patch(
             "/v1/tenant",
@@ -426,4 +356,115 @@ async fn a_tenant_that_used_its_monthly_minutes_takes_no_new_calls() {
     assert_eq!(status, StatusCode::OK, "{body}");
     let (_, twiml) = app.ring(&call_sid(), "+14155550100", &line.number).await;
     assert!(twiml.contains("<Connect>"), "unlimited again: {twiml}");
+}
+
+/// The TwiML the server redirected the call `sid` to through Twilio's REST API (waits 5 s).
+async fn redirect_twiml(twilio: &FakeTwilio, sid: &str) -> String {
+    let redirect = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let seen = twilio.seen.lock().unwrap().clone();
+            if let Some(update) = seen
+                .into_iter()
+                .find(|s| s.path.ends_with(&format!("/Calls/{sid}.json")))
+            {
+                return update;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the call is redirected through Twilio's REST API");
+    redirect
+        .form
+        .iter()
+        .find(|(k, _)| k == "Twiml")
+        .expect("a Twiml field")
+        .1
+        .clone()
+}
+
+#[tokio::test]
+async fn taking_the_conversation_over_hands_a_live_call_to_the_transfer_number() {
+    let mut live = LiveCall::start().await;
+    let (app, owner) = (&live.app, &live.line.owner);
+
+    // The greeting opened the customer's conversation.
+    let conversation = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let (_, list) = app.get("/v1/conversations", &owner.access).await;
+            if let Some(id) = list["items"][0]["id"].as_str() {
+                return id.to_owned();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the call's conversation is listed");
+    let (status, body) = app
+        .post(
+            &format!("/v1/conversations/{conversation}/takeover"),
+            Some(&owner.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    live.assert_transferred().await;
+}
+
+/// A call in progress on a server whose Twilio REST API is a fake, with the agent's transfer
+/// number `+14155550999`; the greeting has started playing.
+struct LiveCall {
+    twilio: FakeTwilio,
+    app: TestApp,
+    _emulator: switchboard::emulator::EmulatorHandle,
+    line: Line,
+    sid: String,
+    socket: Socket,
+}
+
+impl LiveCall {
+    async fn start() -> Self {
+        let twilio = FakeTwilio::start(std::time::Duration::ZERO, |_| {
+            (
+                StatusCode::OK,
+                json!({"sid": OUTBOUND_SID, "account_sid": ACCOUNT, "status": "in-progress"})
+                    .to_string(),
+            )
+        })
+        .await;
+        let (app, emulator) = spawn_twilio_app(&twilio).await;
+        let line = app.line().await;
+        app.configure_agent(&line, json!({"transfer_number": "+14155550999"}))
+            .await;
+        let sid = call_sid();
+        let token = stream_token(&app.ring(&sid, "+14155550100", &line.number).await.1);
+        let mut socket = open_socket(&app).await;
+        start_stream(&mut socket, &sid, Some(&token)).await;
+        first_audio(&mut socket).await;
+        Self {
+            twilio,
+            app,
+            _emulator: emulator,
+            line,
+            sid,
+            socket,
+        }
+    }
+}
+
+impl LiveCall {
+    /// The stream closed normally, Twilio was told to dial the transfer number, and the call
+    /// is recorded as transferred.
+    async fn assert_transferred(&mut self) {
+        let (code, reason) = close_frame(&mut self.socket).await;
+        assert_eq!(code, CloseCode::Normal, "{reason}");
+        let twiml = redirect_twiml(&self.twilio, &self.sid).await;
+        assert!(twiml.contains("<Dial>+14155550999</Dial>"), "{twiml}");
+        let ended = self
+            .app
+            .ended_call(&self.line.owner.tenant_id, &self.sid)
+            .await;
+        assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
+    }
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use actors::conversation::{estimate_tokens, PromptBudget};
 use actors::ports::{Channel, ConversationStore, HistoryEntry, Speaker};
 use common::fake_twilio::{FakeTwilio, Seen, ACCOUNT};
-use common::{spawn_voice_app, twilio_signature, unique_number, Login, TestApp};
+use common::{spawn_voice_app, twilio_signature, unique_number, Line, Login, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use switchboard::emulator::script::{ReplyRule, ScriptedToolCall};
@@ -18,32 +18,17 @@ use switchboard::emulator::{EmulatorHandle, EmulatorScript, Family};
 use switchboard::simulator::CallerTurn;
 use switchboard::texts::PICTURES_NOT_READ;
 
-/// A tenant with one agent on one number.
-struct Shop {
-    owner: Login,
-    agent: String,
-    number: String,
-}
-
-async fn shop(app: &TestApp, name: &str, prompt: &str) -> Shop {
-    let owner = app.register(name).await;
-    let agent = app.create_agent(&owner, "Front desk").await;
-    let (status, body) = app
-        .patch(
-            &format!("/v1/agents/{agent}"),
-            &owner.access,
-            json!({"system_prompt": prompt, "first_message": "Thanks for calling.",
-                   "transfer_number": "+14155550199"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let number = unique_number();
-    app.create_number(&owner, &number, &agent).await;
-    Shop {
-        owner,
-        agent,
-        number,
-    }
+/// A tenant with one agent, prompted with `prompt` and transferring to +14155550199, on one
+/// number.
+async fn shop(app: &TestApp, prompt: &str) -> Line {
+    let line = app.line().await;
+    app.configure_agent(
+        &line,
+        json!({"system_prompt": prompt, "first_message": "Thanks for calling.",
+               "transfer_number": "+14155550199"}),
+    )
+    .await;
+    line
 }
 
 fn rule(user_contains: &str, text: &str) -> ReplyRule {
@@ -78,8 +63,13 @@ async fn fake_twilio() -> FakeTwilio {
 }
 
 async fn spawn(rules: Vec<ReplyRule>, twilio: &FakeTwilio) -> (TestApp, EmulatorHandle) {
+    spawn_with(script(rules), twilio).await
+}
+
+/// A server answering with the emulator's `script`, its Twilio REST API the fake `twilio`.
+async fn spawn_with(script: EmulatorScript, twilio: &FakeTwilio) -> (TestApp, EmulatorHandle) {
     spawn_voice_app(
-        script(rules),
+        script,
         &[
             "--twilio-account-sid",
             ACCOUNT,
@@ -231,7 +221,7 @@ async fn a_text_is_answered_by_rest_and_its_delivery_is_recorded_in_order() {
         &twilio,
     )
     .await;
-    let shop = shop(&app, "Acme Motors", "You sell cars.").await;
+    let shop = shop(&app, "You sell cars.").await;
     let customer = unique_number();
 
     let sid = message_sid();
@@ -318,7 +308,7 @@ async fn a_text_is_answered_by_rest_and_its_delivery_is_recorded_in_order() {
 async fn the_twiml_mode_answers_in_the_webhook_and_pictures_get_a_polite_answer() {
     let twilio = fake_twilio().await;
     let (app, emulator) = spawn(vec![rule("hours", "We are open nine to six.")], &twilio).await;
-    let shop = shop(&app, "Acme Motors", "You sell cars.").await;
+    let shop = shop(&app, "You sell cars.").await;
     let (status, body) = app
         .patch(
             "/v1/tenant",
@@ -383,7 +373,7 @@ async fn a_call_after_a_text_knows_the_text_and_a_text_after_a_call_knows_the_ca
         ReplyRule {
             system_contains: Some(supervisors::call::ANALYSIS_INSTRUCTIONS.to_owned()),
             text: Some(
-                r#"{"summary": "The caller booked a Saturday test drive of the red Civic.", "sentiment": "positive"}"#
+                r#"{"summary": "The caller booked a Saturday test drive of the red Civic.", "sentiment": "positive", "extracted": {"vehicle_interest": "red Civic"}}"#
                     .to_owned(),
             ),
             ..ReplyRule::default()
@@ -395,17 +385,8 @@ async fn a_call_after_a_text_knows_the_text_and_a_text_after_a_call_knows_the_ca
     let mut script = script(rules);
     script.transcripts.by_prompt =
         BTreeMap::from([(customer.clone(), vec!["Can I come on Saturday?".to_owned()])]);
-    let (app, emulator) = spawn_voice_app(
-        script,
-        &[
-            "--twilio-account-sid",
-            ACCOUNT,
-            "--twilio-api-base",
-            &twilio.base_url,
-        ],
-    )
-    .await;
-    let shop = shop(&app, "Acme Motors", "You sell cars.").await;
+    let (app, emulator) = spawn_with(script, &twilio).await;
+    let shop = shop(&app, "You sell cars. Interest: {{vehicle_interest}}.").await;
 
     let (status, _) = text(
         &app,
@@ -474,6 +455,10 @@ async fn a_call_after_a_text_knows_the_text_and_a_text_after_a_call_knows_the_ca
         "the call's transcript: {text_prompt}"
     );
     assert!(text_prompt.contains("text message (SMS)"), "{text_prompt}");
+    assert!(
+        text_prompt.contains("Interest: red Civic."),
+        "what the call's analysis taught fills the prompt: {text_prompt}"
+    );
 
     let detail = conversation(&app, &shop.owner, &customer).await;
     let channels: Vec<&str> = detail["messages"]
@@ -491,7 +476,7 @@ async fn a_call_after_a_text_knows_the_text_and_a_text_after_a_call_knows_the_ca
 async fn takeover_silences_the_agent_on_both_channels_and_release_brings_it_back() {
     let twilio = fake_twilio().await;
     let (app, emulator) = spawn(vec![rule("anyone", "I can help with that.")], &twilio).await;
-    let shop = shop(&app, "Acme Motors", "You sell cars.").await;
+    let shop = shop(&app, "You sell cars.").await;
     let viewer = app.add_user(&shop.owner, "viewer").await;
     let staff = app.add_user(&shop.owner, "agent").await;
     let customer = unique_number();
@@ -600,8 +585,8 @@ async fn one_customer_of_two_tenants_has_two_separate_conversations() {
         &twilio,
     )
     .await;
-    let dealer = shop(&app, "Acme Motors", "You are a car dealership.").await;
-    let clinic = shop(&app, "Bright Smiles", "You are a dental clinic.").await;
+    let dealer = shop(&app, "You are a car dealership.").await;
+    let clinic = shop(&app, "You are a dental clinic.").await;
     let customer = unique_number();
     text(&app, &customer, &dealer.number, "I want a pickup truck").await;
     assert_eq!(sent_to(&twilio, &customer, 1).await.len(), 1);
@@ -644,7 +629,7 @@ async fn one_customer_of_two_tenants_has_two_separate_conversations() {
 async fn a_text_that_routes_to_no_tenant_is_refused() {
     let twilio = fake_twilio().await;
     let (app, _emulator) = spawn(Vec::new(), &twilio).await;
-    let shop = shop(&app, "Acme Motors", "You sell cars.").await;
+    let shop = shop(&app, "You sell cars.").await;
     let customer = unique_number();
     let (status, body) = text(&app, &customer, &unique_number(), "hello").await;
     assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
@@ -665,7 +650,7 @@ async fn a_text_that_routes_to_no_tenant_is_refused() {
 async fn a_120000_character_history_still_gives_a_prompt_under_the_budget() {
     let twilio = fake_twilio().await;
     let (app, emulator) = spawn(vec![rule("latest", "Here is the latest.")], &twilio).await;
-    let shop = shop(&app, "Acme Motors", "You sell cars.").await;
+    let shop = shop(&app, "You sell cars.").await;
     let customer = unique_number();
     let tenant = shop.owner.tenant_id.parse().unwrap();
     let mut written = 0;
@@ -751,17 +736,8 @@ async fn a_text_the_agent_sends_during_a_call_joins_the_conversation() {
         customer.clone(),
         vec!["Can you send me the link?".to_owned()],
     )]);
-    let (app, _emulator) = spawn_voice_app(
-        script,
-        &[
-            "--twilio-account-sid",
-            ACCOUNT,
-            "--twilio-api-base",
-            &twilio.base_url,
-        ],
-    )
-    .await;
-    let shop = shop(&app, "Acme Motors", "You sell cars.").await;
+    let (app, _emulator) = spawn_with(script, &twilio).await;
+    let shop = shop(&app, "You sell cars.").await;
     let (status, body) = app
         .patch(
             &format!("/v1/agents/{}", shop.agent),
@@ -807,7 +783,7 @@ async fn a_text_the_agent_sends_during_a_call_joins_the_conversation() {
 async fn a_lead_staff_change_reaches_the_next_reply_of_a_running_conversation() {
     let twilio = fake_twilio().await;
     let (app, emulator) = spawn(Vec::new(), &twilio).await;
-    let shop = shop(&app, "Acme Motors", "You are texting {{customer_name}}.").await;
+    let shop = shop(&app, "You are texting {{customer_name}}.").await;
     let customer = unique_number();
     let (status, lead) = app
         .post(

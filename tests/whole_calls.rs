@@ -6,33 +6,22 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{spawn_voice_app, unique_number, Login, TestApp};
+use common::{spawn_voice_app, Line, TestApp};
 use reqwest::StatusCode;
 use serde_json::json;
 use switchboard::emulator::script::ReplyRule;
 use switchboard::emulator::{EmulatorScript, Family, Fault};
 use switchboard::simulator::{CallReport, CallerTurn};
 
-/// A tenant with one agent on one number.
-struct Line {
-    owner: Login,
-    number: String,
-}
-
+/// A tenant with one agent on one number, greeting with `first_message`.
 async fn line(app: &TestApp, first_message: &str) -> Line {
-    let owner = app.register("Acme Motors").await;
-    let agent = app.create_agent(&owner, "Front desk").await;
-    let (status, body) = app
-        .patch(
-            &format!("/v1/agents/{agent}"),
-            &owner.access,
-            json!({"first_message": first_message, "system_prompt": "You book test drives."}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
-    let number = unique_number();
-    app.create_number(&owner, &number, &agent).await;
-    Line { owner, number }
+    let line = app.line().await;
+    app.configure_agent(
+        &line,
+        json!({"first_message": first_message, "system_prompt": "You book test drives."}),
+    )
+    .await;
+    line
 }
 
 fn rule(user_contains: &str, text: &str) -> ReplyRule {

@@ -161,8 +161,9 @@ fn scan_template<'v>(template: &str, mut value: impl FnMut(&str) -> Option<&'v s
     out
 }
 
-/// A variable name: letters, digits, `_`, `.` and `-`, at least one.
-fn is_variable_name(name: &str) -> bool {
+/// A variable name: letters, digits, `_`, `.` and `-`, at least one (lead fields must be
+/// named so for templates to reach them).
+pub fn is_variable_name(name: &str) -> bool {
     !name.is_empty()
         && name
             .chars()

@@ -491,8 +491,14 @@ pub trait CallLog: Send + Sync + 'static {
     /// What the call consumed: sent once when it ends and once more for work done after it
     /// (the analysis), so the quantities of every record of a call add up.
     async fn usage(&self, call: &CallInfo, usage: &CallUsage) -> PortResult<()>;
-    /// The post-call analysis, once the model has written it.
-    async fn analysis(&self, call: &CallInfo, analysis: &CallAnalysis) -> PortResult<()>;
+    /// The post-call analysis, once the model has written it. Returns the customer's lead
+    /// fields (as prompt variables) after what the analysis taught, so the customer's
+    /// conversation prompts with them from now on.
+    async fn analysis(
+        &self,
+        call: &CallInfo,
+        analysis: &CallAnalysis,
+    ) -> PortResult<BTreeMap<String, String>>;
 }
 
 /// The channel a line of history arrived by.

@@ -362,10 +362,15 @@ impl CallLog for MemoryCallLog {
         })
     }
 
-    async fn analysis(&self, call: &CallInfo, analysis: &CallAnalysis) -> PortResult<()> {
+    async fn analysis(
+        &self,
+        call: &CallInfo,
+        analysis: &CallAnalysis,
+    ) -> PortResult<BTreeMap<String, String>> {
         self.with_call(call, "analysis", |recorded| {
             recorded.analysis = Some(analysis.clone());
         })
+        .map(|()| BTreeMap::new())
     }
 }
 

@@ -66,7 +66,8 @@ impl From<OutboundError> for NotPlaced {
             {
                 Self::transient(reason)
             }
-            // The database hiccuped; the call is recorded as refused if it was not placed.
+            // The database failed before Twilio was asked (`place_outbound` reports a dial
+            // Twilio accepted as placed whatever the database does afterwards).
             OutboundError::Store(_) => Self::transient(reason),
             // Twilio refused the number, or may have dialled before its answer was lost (a
             // timeout, an unreadable body) so that trying again could ring twice; or this

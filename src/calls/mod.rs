@@ -297,15 +297,24 @@ impl CallService {
                 if let Some(leg) = self.legs.claim(&placeholder_sid) {
                     let _ = leg.call.send_message(CallMsg::CallerHungUp);
                 }
-                store
+                // Past Twilio, what Twilio said decides (whether trying again could ring
+                // twice): a record that fails to update is logged, not returned.
+                if let Err(store_error) = store
                     .refuse_call(call.tenant, call.call_id, &error.to_string())
-                    .await?;
+                    .await
+                {
+                    tracing::error!(call_id = %call.call_id, error = %store_error, "a failed dial was not recorded");
+                }
                 return Err(OutboundError::Twilio(error));
             }
         };
-        store
+        if let Err(error) = store
             .set_call_sid(call.tenant, call.call_id, &resource.sid)
-            .await?;
+            .await
+        {
+            // The call is ringing: report it placed, or a caller would dial it again.
+            tracing::error!(call_id = %call.call_id, %error, "a placed call's CallSid was not recorded");
+        }
         let _ = sid.set(resource.sid.clone());
         self.legs.rename(&placeholder_sid, resource.sid.clone());
         Ok(OutboundCall {

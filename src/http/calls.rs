@@ -31,7 +31,7 @@ pub struct PlaceCall {
 /// live calls or has used its monthly minutes; 502 when Twilio refuses the dial; 503 when Twilio or the providers are not
 /// configured on this server.
 #[utoipa::path(post, path = "/v1/calls", tag = "calls", security(("bearer" = [])), request_body = PlaceCall,
-    responses((status = 201, body = OutboundCall), (status = 403, body = Problem), (status = 404, body = Problem),
+    responses((status = 201, body = OutboundCall), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
         (status = 422, body = Problem), (status = 429, body = Problem), (status = 502, body = Problem),
         (status = 503, body = Problem)))]
 pub async fn place(
@@ -74,6 +74,17 @@ pub(super) async fn place_call(
             "phone calls are not configured here: set OPENAI_API_KEY and ELEVENLABS_API_KEY",
         ));
     };
+    if state
+        .store
+        .takeover_of(tenant, to.as_str())
+        .await?
+        .is_some()
+    {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "staff have taken this customer's conversation over: hand it back to the agent first",
+        ));
+    }
     let numbers = state.store.phone_numbers(tenant).await?;
     let from = match (from, agent) {
         (Some(id), _) => numbers.into_iter().find(|n| n.id == id).ok_or_else(|| {

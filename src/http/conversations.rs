@@ -10,7 +10,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{Json, PathId, Query, Staff};
 use super::{validate, AppState};
 use crate::store::{
-    parse_conversation_cursor, Conversation, ConversationDetail, ConversationPage, Message,
+    parse_time_id_cursor, Conversation, ConversationDetail, ConversationPage, Message,
 };
 use crate::texts::{self, SendError};
 use actors::domain::{ConversationId, PhoneNumberId, E164};
@@ -57,7 +57,7 @@ pub async fn list(
         .cursor
         .as_deref()
         .map(|raw| {
-            parse_conversation_cursor(raw)
+            parse_time_id_cursor(raw)
                 .ok_or_else(|| ApiError::field("cursor", "is not a cursor this API gave"))
         })
         .transpose()?;

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use actors::conversation::is_variable_name;
 use actors::domain::{AgentId, LeadId, PhoneNumberId, TenantId, UserId};
 use actors::ports::Sentiment;
 use axum::extract::State;
@@ -75,13 +76,10 @@ fn variable_object(field: &str, raw: Value) -> Result<Map<String, Value>, ApiErr
     let Value::Object(map) = raw else {
         return Err(ApiError::field(field, "must be a JSON object"));
     };
-    if let Some(bad) = map.keys().find(|k| {
-        k.is_empty()
-            || k.chars().count() > 64
-            || !k
-                .chars()
-                .all(|c| c.is_alphanumeric() || matches!(c, '_' | '.' | '-'))
-    }) {
+    if let Some(bad) = map
+        .keys()
+        .find(|k| k.chars().count() > 64 || !is_variable_name(k))
+    {
         return Err(ApiError::field(
             field,
             format!("`{bad}` is not a usable name: use 1-64 letters, digits, `_`, `.` or `-`"),
@@ -427,7 +425,7 @@ pub struct CallLead {
 /// when the lead has no phone number.
 #[utoipa::path(post, path = "/v1/leads/{id}/call", tag = "leads", security(("bearer" = [])), request_body = CallLead,
     params(("id" = String, Path)),
-    responses((status = 201, body = OutboundCall), (status = 403, body = Problem), (status = 404, body = Problem),
+    responses((status = 201, body = OutboundCall), (status = 403, body = Problem), (status = 404, body = Problem), (status = 409, body = Problem),
         (status = 422, body = Problem), (status = 429, body = Problem), (status = 502, body = Problem),
         (status = 503, body = Problem)))]
 pub async fn call(

@@ -298,8 +298,8 @@ pub async fn sms(State(state): State<AppState>, form: TwilioForm) -> Result<Resp
         }),
         segments: form
             .get("NumSegments")
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(1),
+            .and_then(|n| n.parse::<u32>().ok())
+            .map_or(1, i64::from),
     };
     let reply = match texts::receive_text(&state, &route, &number, text).await? {
         WebhookReply::Nothing => MessagingResponse::new(),
@@ -314,6 +314,7 @@ pub async fn sms(State(state): State<AppState>, form: TwilioForm) -> Result<Resp
 #[utoipa::path(post, path = "/twilio/sms/status", tag = "twilio",
     responses((status = 204, description = "status recorded"),
         (status = 403, description = "missing or invalid X-Twilio-Signature", body = Problem),
+        (status = 404, description = "a report for another Twilio account", body = Problem),
         (status = 422, description = "no MessageSid, or a MessageStatus Twilio does not send", body = Problem)))]
 pub async fn sms_status(
     State(state): State<AppState>,
@@ -327,6 +328,12 @@ pub async fn sms_status(
         .get("MessageStatus")
         .and_then(MessageStatus::parse)
         .ok_or_else(|| ApiError::field("MessageStatus", "is not a Twilio message status"))?;
+    if !our_account(&state, &form) {
+        return Err(unroutable(
+            "message status",
+            format!("the report on {message_sid} is for another Twilio account"),
+        ));
+    }
     let error_code = form.get("ErrorCode").filter(|c| !c.is_empty());
     if !state
         .store

@@ -8,9 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::tenants::time_of;
-use super::{
-    audit, delete_owned, now_ms, parse_id, parse_json, to_json, Actor, Scope, Store, StoreError,
-};
+use super::{audit, now_ms, parse_id, parse_json, to_json, Actor, Scope, Store, StoreError};
 
 /// An agent as stored and shown.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -172,16 +170,8 @@ impl Store {
 
     /// One agent of the tenant.
     pub async fn agent(&self, tenant: TenantId, id: AgentId) -> Result<Agent, StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        let row: Option<AgentRow> = sqlx::query_as(&format!(
-            "SELECT {AGENT_COLUMNS} FROM agents WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        row.ok_or(StoreError::NotFound)?.try_into()
+        self.owned_row::<AgentRow, _>(tenant, ("agents", AGENT_COLUMNS), &id.to_string())
+            .await
     }
 
     /// Creates an agent, or (with `id`) replaces an existing one's configuration.
@@ -252,20 +242,11 @@ impl Store {
         actor: Actor,
         id: AgentId,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
         let in_use = StoreError::Conflict(
             "phone numbers still point at this agent; point them at another agent first",
         );
-        delete_owned(
-            &mut tx,
-            tenant,
-            actor,
-            ("agents", "agent"),
-            &id.to_string(),
-            Some(in_use),
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let table = ("agents", "agent");
+        self.delete_one(tenant, actor, table, &id.to_string(), Some(in_use))
+            .await
     }
 }

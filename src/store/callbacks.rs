@@ -22,7 +22,10 @@ use chrono::{DateTime, NaiveDateTime, TimeZone, Utc};
 use serde::Serialize;
 
 use super::tenants::time_of;
-use super::{audit, now_ms, parse_id, to_json, Actor, Scope, Store, StoreError};
+use super::{
+    audit, now_ms, page_of, parse_id, parse_time_id_cursor, time_id_cursor, to_json, Actor, Scope,
+    Store, StoreError,
+};
 use crate::settings::DatabaseKind;
 
 /// Most times a callback is claimed (first dial, retries, reclaims after a node died).
@@ -193,13 +196,7 @@ const CALLBACK_COLUMNS: &str = "id, tenant_id, customer_number, lead_id, agent_i
 
 /// The position after `callback` in due order, as an opaque cursor.
 fn cursor_of(callback: &Callback) -> String {
-    format!("{}_{}", callback.due_at.timestamp_millis(), callback.id)
-}
-
-/// Reads a cursor back; `None` when it is not one this store gave out.
-fn parse_cursor(raw: &str) -> Option<(i64, uuid::Uuid)> {
-    let (due, id) = raw.split_once('_')?;
-    Some((due.parse().ok()?, id.parse().ok()?))
+    time_id_cursor(callback.due_at.timestamp_millis(), callback.id)
 }
 
 /// Resolves the time an agent gave for a callback: ISO 8601 with a UTC offset
@@ -322,9 +319,9 @@ impl Store {
         limit: u32,
     ) -> Result<CallbackPage, StoreError> {
         let after = match cursor {
-            Some(raw) => Some(parse_cursor(raw).ok_or(StoreError::BadReference(
-                "cursor is not one this API gave out",
-            ))?),
+            Some(raw) => Some(parse_time_id_cursor::<uuid::Uuid>(raw).ok_or(
+                StoreError::BadReference("cursor is not one this API gave out"),
+            )?),
             None => None,
         };
         let mut tx = self.begin(Scope::Tenant(tenant)).await?;
@@ -342,31 +339,19 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut items = rows
+        let items = rows
             .into_iter()
             .map(Callback::try_from)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() > limit as usize {
-            items.truncate(limit as usize);
-            items.last().map(cursor_of)
-        } else {
-            None
-        };
+        let (items, next_cursor) = page_of(items, limit as usize, cursor_of);
         Ok(CallbackPage { items, next_cursor })
     }
 
     /// One of the tenant's callbacks.
     pub async fn callback(&self, tenant: TenantId, id: uuid::Uuid) -> Result<Callback, StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        let row: Option<CallbackRow> = sqlx::query_as(&format!(
-            "SELECT {CALLBACK_COLUMNS} FROM callbacks WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        row.ok_or(StoreError::NotFound)?.try_into()
+        let table = ("callbacks", CALLBACK_COLUMNS);
+        self.owned_row::<CallbackRow, _>(tenant, table, &id.to_string())
+            .await
     }
 
     /// Cancels a callback that is still `scheduled`; `Conflict` once a node has claimed it
@@ -512,7 +497,7 @@ impl Store {
         due_at: Option<i64>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin(Scope::Tenant(callback.tenant)).await?;
-        sqlx::query(
+        let updated = sqlx::query(
             "UPDATE callbacks SET status = $4, call_id = COALESCE($5, call_id), failure = $6,
                 due_at = COALESCE($7, due_at), updated_at = $8
              WHERE tenant_id = $1 AND id = $2 AND status = 'placing' AND claimed_by = $3",
@@ -526,8 +511,12 @@ impl Store {
         .bind(due_at)
         .bind(now_ms())
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
         tx.commit().await?;
+        if updated == 0 {
+            tracing::warn!(callback_id = %callback.id, node, status, "a callback's claim was lost before it was finished (its lease ran out)");
+        }
         Ok(())
     }
 
@@ -615,7 +604,9 @@ mod tests {
     #[test]
     fn cursors_round_trip_and_strangers_are_refused() {
         let id = uuid::Uuid::now_v7();
-        assert_eq!(parse_cursor(&format!("1700_{id}")), Some((1700, id)));
-        assert_eq!(parse_cursor("nonsense"), None);
+        let cursor = time_id_cursor(1700, id);
+        assert_eq!(parse_time_id_cursor(&cursor), Some((1700, id)));
+        assert_eq!(parse_time_id_cursor::<uuid::Uuid>("nonsense"), None);
+        assert_eq!(parse_time_id_cursor::<uuid::Uuid>("1700_nonsense"), None);
     }
 }

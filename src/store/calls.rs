@@ -4,6 +4,8 @@
 //! was said), how it ended, what it consumed (rows of `usage_records`, see `usage.rs`) and,
 //! once the model has written it, the post-call analysis on the call's row.
 
+use std::collections::BTreeMap;
+
 use actors::domain::{AgentId, CallId, PhoneNumberId, TenantId, E164};
 use actors::ports::{
     CallAnalysis, CallInfo, CallLog, CallOutcome, CallUsage, PortResult, Sentiment, Speaker,
@@ -215,7 +217,11 @@ impl CallLog for Store {
     /// Files the analysis on the call and, in the same transaction, on the customer's lead
     /// (created if they have none): the sentiment, and the extracted fields as
     /// `leads::learn` sorts them, recorded in the lead's trail as the system's, from this call.
-    async fn analysis(&self, call: &CallInfo, analysis: &CallAnalysis) -> PortResult<()> {
+    async fn analysis(
+        &self,
+        call: &CallInfo,
+        analysis: &CallAnalysis,
+    ) -> PortResult<BTreeMap<String, String>> {
         let run = async {
             let mut tx = self.begin(Scope::Tenant(call.tenant)).await?;
             let updated = sqlx::query(
@@ -242,8 +248,9 @@ impl CallLog for Store {
                 analysis.extracted.clone(),
             )
             .await?;
+            let lead = leads::customer_variables(&mut tx, call.tenant, &call.customer).await?;
             tx.commit().await?;
-            Ok::<(), StoreError>(())
+            Ok::<_, StoreError>(lead)
         };
         run.await.map_err(|e| e.into_port("call log"))
     }

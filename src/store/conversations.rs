@@ -11,7 +11,7 @@ use actors::ports::{
 use async_trait::async_trait;
 use sqlx::{Any, Transaction};
 
-use super::{now_ms, Actor, Scope, Store, StoreError};
+use super::{now_ms, Actor, NewMessage, Scope, Store, StoreError};
 
 /// The conversation's id, created on first use.
 pub(super) async fn conversation_id(
@@ -99,39 +99,21 @@ impl Store {
         customer: &str,
         entry: &HistoryEntry,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        let conversation = conversation_id(&mut tx, tenant, customer).await?;
-        let (sender, direction) = match entry.speaker {
-            Speaker::Customer => ("customer", "inbound"),
-            Speaker::Agent => ("agent", "outbound"),
-            Speaker::Staff => ("staff", "outbound"),
+        let line = NewMessage {
+            customer,
+            channel: entry.channel,
+            sender: entry.speaker,
+            sender_user_id: None,
+            body: &entry.text,
+            media_urls: &[],
+            twilio_sid: None,
+            status: "delivered",
+            error_code: None,
+            segments: 0,
+            llm_tokens: 0,
+            at_ms: entry.at_ms,
         };
-        let channel = match entry.channel {
-            Channel::Voice => "voice",
-            Channel::Sms => "sms",
-        };
-        sqlx::query(
-            "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction, sender, body, status, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, 'delivered', $8, $8)",
-        )
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(tenant.to_string())
-        .bind(&conversation)
-        .bind(channel)
-        .bind(direction)
-        .bind(sender)
-        .bind(&entry.text)
-        .bind(entry.at_ms)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query("UPDATE conversations SET last_message_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2")
-            .bind(tenant.to_string())
-            .bind(&conversation)
-            .bind(entry.at_ms)
-            .execute(&mut *tx)
-            .await?;
-        tx.commit().await?;
-        Ok(())
+        self.record_message(tenant, &line).await.map(|_| ())
     }
 
     async fn set_summary(

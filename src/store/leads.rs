@@ -20,9 +20,7 @@ use serde_json::{Map, Value};
 use sqlx::{Any, Transaction};
 
 use super::tenants::time_of;
-use super::{
-    audit, delete_owned, now_ms, parse_id, parse_json, to_json, Actor, Scope, Store, StoreError,
-};
+use super::{audit, now_ms, parse_id, parse_json, to_json, Actor, Scope, Store, StoreError};
 use crate::settings::DatabaseKind;
 
 /// Where a lead is in the sales process.
@@ -381,13 +379,24 @@ const LEADS_WITH_STATS: &str = "
         FROM leads l WHERE l.tenant_id = $1
     ) t";
 
-/// Reads a lead's fields for a change, by id or by number.
+/// Reads a lead's fields, by id or by number. With `lock`, the row is first locked until the
+/// transaction ends (a no-op update, which locks on both backends), so a change made from
+/// what was read cannot undo a concurrent one.
 async fn draft_where(
     tx: &mut Transaction<'static, Any>,
     tenant: TenantId,
-    column: &str,
-    value: &str,
+    (column, value): (&str, &str),
+    lock: bool,
 ) -> Result<Option<(LeadId, LeadDraft)>, StoreError> {
+    if lock {
+        sqlx::query(&format!(
+            "UPDATE leads SET updated_at = updated_at WHERE tenant_id = $1 AND {column} = $2"
+        ))
+        .bind(tenant.to_string())
+        .bind(value)
+        .execute(&mut **tx)
+        .await?;
+    }
     let row: Option<DraftRow> = sqlx::query_as(&format!(
         "SELECT {DRAFT_COLUMNS} FROM leads WHERE tenant_id = $1 AND {column} = $2"
     ))
@@ -415,7 +424,7 @@ async fn lead_of_customer(
     .bind(now)
     .execute(&mut **tx)
     .await?;
-    draft_where(tx, tenant, "phone", customer)
+    draft_where(tx, tenant, ("phone", customer), true)
         .await?
         .ok_or(StoreError::NotFound)
 }
@@ -473,8 +482,9 @@ async fn write_fields(
 // ---------------------------------------------------------------- learnt fields
 
 /// Lays fields learnt from a conversation over `lead`: names of lead columns (or of their
-/// variables, such as `customer_name`) set the column when the value fits it; everything
-/// else goes into the custom fields. Null values are ignored.
+/// variables, such as `customer_name`) set the column when the value fits it (notes are
+/// appended to what is there); everything else goes into the custom fields. Null values
+/// are ignored.
 fn merge_learnt(lead: &mut LeadDraft, fields: impl IntoIterator<Item = (String, Value)>) {
     for (key, value) in fields {
         if value.is_null() {
@@ -486,7 +496,12 @@ fn merge_learnt(lead: &mut LeadDraft, fields: impl IntoIterator<Item = (String, 
             "email" | "customer_email" => lead.email = Some(text.to_lowercase()),
             "funding_readiness" => lead.funding_readiness = Some(text),
             "credit_profile" => lead.credit_profile = Some(text),
-            "notes" => lead.notes = text,
+            // Learnt notes add to what staff wrote rather than replace it.
+            "notes" if lead.notes.trim().is_empty() => lead.notes = text,
+            "notes" if !lead.notes.contains(&text) => {
+                lead.notes = format!("{}\n{text}", lead.notes.trim_end());
+            }
+            "notes" => {}
             "status" | "lead_status" if LeadStatus::parse(&text).is_some() => {
                 lead.status = LeadStatus::parse(&text).unwrap_or_default();
             }
@@ -535,7 +550,7 @@ pub(crate) async fn customer_variables(
     tenant: TenantId,
     customer: &str,
 ) -> Result<BTreeMap<String, String>, StoreError> {
-    Ok(draft_where(tx, tenant, "phone", customer)
+    Ok(draft_where(tx, tenant, ("phone", customer), false)
         .await?
         .map(|(_, lead)| lead_variables(&lead))
         .unwrap_or_default())
@@ -842,7 +857,7 @@ impl Store {
     }
 
     /// Changes a lead: `change` is given the current fields and returns the new ones (or why
-    /// not), inside the transaction, so concurrent changes cannot interleave. What changed goes
+    /// not), inside the transaction with the lead locked, so concurrent changes cannot interleave. What changed goes
     /// to the trail and the audit log.
     pub async fn change_lead<E: From<StoreError>>(
         &self,
@@ -852,7 +867,7 @@ impl Store {
         change: impl FnOnce(LeadDraft) -> Result<LeadDraft, E>,
     ) -> Result<Lead, E> {
         let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        let (_, before) = draft_where(&mut tx, tenant, "id", &id.to_string())
+        let (_, before) = draft_where(&mut tx, tenant, ("id", &id.to_string()), true)
             .await?
             .ok_or(StoreError::NotFound)?;
         let after = change(before.clone())?;
@@ -882,18 +897,8 @@ impl Store {
         actor: Actor,
         id: LeadId,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        delete_owned(
-            &mut tx,
-            tenant,
-            actor,
-            ("leads", "lead"),
-            &id.to_string(),
-            None,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        self.delete_one(tenant, actor, ("leads", "lead"), &id.to_string(), None)
+            .await
     }
 
     /// The lead's trail, newest first, at most `limit` entries; `NotFound` when the tenant has
@@ -905,7 +910,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<LeadChange>, StoreError> {
         let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        draft_where(&mut tx, tenant, "id", &id.to_string())
+        draft_where(&mut tx, tenant, ("id", &id.to_string()), false)
             .await?
             .ok_or(StoreError::NotFound)?;
         let rows: Vec<ChangeRow> = sqlx::query_as(
@@ -1026,6 +1031,21 @@ mod tests {
             Value::Object(lead.custom_fields),
             serde_json::json!({"lead_status": "not a status", "sentiment": "great", "vehicle_interest": "RAV4", "budget": 30000})
         );
+    }
+
+    #[test]
+    fn learnt_notes_add_to_what_staff_wrote() {
+        let mut lead = LeadDraft {
+            notes: "VIP, call after 5pm".to_owned(),
+            ..LeadDraft::default()
+        };
+        let note = |text: &str| [("notes".to_owned(), Value::from(text))];
+        merge_learnt(&mut lead, note("Wants a red Civic"));
+        merge_learnt(&mut lead, note("Wants a red Civic"));
+        assert_eq!(lead.notes, "VIP, call after 5pm\nWants a red Civic");
+        let mut empty = LeadDraft::default();
+        merge_learnt(&mut empty, note("First contact"));
+        assert_eq!(empty.notes, "First contact");
     }
 
     #[test]

@@ -12,13 +12,17 @@ use actors::ports::{Channel, Speaker};
 use serde::Serialize;
 
 use super::conversations::conversation_id;
-use super::{now_ms, parse_id, parse_json, to_json, usage, Scope, Store, StoreError};
+use super::{
+    now_ms, page_of, parse_id, parse_json, time_id_cursor, to_json, usage, Scope, Store, StoreError,
+};
 
-/// A text to record.
+/// A line to record: a text, or a line said on a call.
 #[derive(Debug, Clone)]
-pub struct NewText<'a> {
+pub struct NewMessage<'a> {
     /// The customer's number, the conversation's key.
     pub customer: &'a str,
+    /// Text or call.
+    pub channel: Channel,
     /// Who wrote it: the customer (inbound), the agent or a staff member (outbound).
     pub sender: Speaker,
     /// The staff member, when `sender` is staff.
@@ -145,17 +149,36 @@ pub struct ConversationDetail {
     pub messages: Vec<Message>,
 }
 
-/// Twilio's message statuses in the order a message moves through them, so a late callback
-/// never moves a message back (`sent` arriving after `delivered`).
+/// Twilio's message statuses with their place in a message's life, so a late callback never
+/// moves a message back (`sent` arriving after `delivered`); others rank 0.
+const STATUS_RANKS: [(&str, u8); 11] = [
+    ("accepted", 1),
+    ("scheduled", 1),
+    ("queued", 1),
+    ("sending", 2),
+    ("sent", 3),
+    ("delivered", 4),
+    ("undelivered", 4),
+    ("failed", 4),
+    ("canceled", 4),
+    ("partially_delivered", 4),
+    ("read", 5),
+];
+
 fn status_rank(status: &str) -> u8 {
-    match status {
-        "accepted" | "scheduled" | "queued" => 1,
-        "sending" => 2,
-        "sent" => 3,
-        "delivered" | "undelivered" | "failed" | "canceled" | "partially_delivered" => 4,
-        "read" => 5,
-        _ => 0,
-    }
+    STATUS_RANKS
+        .iter()
+        .find(|(name, _)| *name == status)
+        .map_or(0, |(_, rank)| *rank)
+}
+
+/// The rank of the stored `status` column in SQL, from [`STATUS_RANKS`].
+fn status_rank_sql() -> String {
+    let cases: String = STATUS_RANKS
+        .iter()
+        .map(|(name, rank)| format!(" WHEN '{name}' THEN {rank}"))
+        .collect();
+    format!("CASE status{cases} ELSE 0 END")
 }
 
 type ConversationRow = (
@@ -232,30 +255,24 @@ fn message_from(row: MessageRow) -> Result<Message, StoreError> {
     })
 }
 
-/// Reads a `next_cursor` of [`ConversationPage`]; `None` when it is not one.
-pub fn parse_conversation_cursor(raw: &str) -> Option<(i64, ConversationId)> {
-    let (at, id) = raw.split_once('_')?;
-    Some((at.parse().ok()?, id.parse().ok()?))
-}
-
 /// The sort key of a conversation in the list: its last line's time, then its id.
 fn cursor_of(conversation: &Conversation) -> String {
-    format!(
-        "{}_{}",
+    time_id_cursor(
         conversation
             .last_message_at
             .unwrap_or(conversation.created_at),
-        conversation.id
+        conversation.id,
     )
 }
 
 impl Store {
-    /// Records a text in the customer's conversation (created on first use). `None` when a
-    /// text with the same Twilio SID is already recorded: Twilio retried its webhook.
-    pub async fn record_text(
+    /// Records a line in the customer's conversation (created on first use), with its usage
+    /// (SMS segments, model tokens). `None` when a text with the same Twilio SID is already
+    /// recorded: Twilio retried its webhook.
+    pub async fn record_message(
         &self,
         tenant: TenantId,
-        text: &NewText<'_>,
+        text: &NewMessage<'_>,
     ) -> Result<Option<Message>, StoreError> {
         let mut tx = self.begin(Scope::Tenant(tenant)).await?;
         let conversation = conversation_id(&mut tx, tenant, text.customer).await?;
@@ -268,7 +285,7 @@ impl Store {
         let inserted = sqlx::query(
             "INSERT INTO messages (id, tenant_id, conversation_id, channel, direction, sender, sender_user_id,
                 body, media_urls, twilio_sid, status, error_code, segments, created_at, updated_at)
-             VALUES ($1, $2, $3, 'sms', $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
+             VALUES ($1, $2, $3, $14, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $13)
              ON CONFLICT (twilio_sid) DO NOTHING",
         )
         .bind(&id)
@@ -284,6 +301,10 @@ impl Store {
         .bind(text.error_code)
         .bind(text.segments)
         .bind(text.at_ms)
+        .bind(match text.channel {
+            Channel::Sms => "sms",
+            Channel::Voice => "voice",
+        })
         .execute(&mut *tx)
         .await?
         .rows_affected();
@@ -317,7 +338,7 @@ impl Store {
         tx.commit().await?;
         Ok(Some(Message {
             id,
-            channel: Channel::Sms,
+            channel: text.channel,
             direction: direction.to_owned(),
             sender: sender.to_owned(),
             sender_user_id: text.sender_user_id,
@@ -341,32 +362,32 @@ impl Store {
         error_code: Option<&str>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.begin(Scope::Platform).await?;
-        let current: Option<String> =
-            sqlx::query_scalar("SELECT status FROM messages WHERE twilio_sid = $1")
+        // One statement, so two reports handled at once cannot leave the older one last.
+        let updated = sqlx::query(&format!(
+            "UPDATE messages SET status = $2, error_code = COALESCE($3, error_code), updated_at = $4
+             WHERE twilio_sid = $1 AND {} <= $5",
+            status_rank_sql()
+        ))
+        .bind(message_sid)
+        .bind(status)
+        .bind(error_code)
+        .bind(now_ms())
+        .bind(i64::from(status_rank(status)))
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let known = updated > 0
+            || sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM messages WHERE twilio_sid = $1")
                 .bind(message_sid)
-                .fetch_optional(&mut *tx)
-                .await?;
-        let Some(current) = current else {
-            return Ok(false);
-        };
-        if status_rank(status) >= status_rank(&current) {
-            sqlx::query(
-                "UPDATE messages SET status = $2, error_code = COALESCE($3, error_code), updated_at = $4
-                 WHERE twilio_sid = $1",
-            )
-            .bind(message_sid)
-            .bind(status)
-            .bind(error_code)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-        }
+                .fetch_one(&mut *tx)
+                .await?
+                > 0;
         tx.commit().await?;
-        Ok(true)
+        Ok(known)
     }
 
     /// The tenant's conversations, most recent first, `limit` at a time after `cursor` (read
-    /// from a page's `next_cursor` by [`parse_conversation_cursor`]); only those taken over
+    /// from a page's `next_cursor` by [`super::parse_time_id_cursor`]); only those taken over
     /// by staff when `taken_over`.
     pub async fn conversations(
         &self,
@@ -394,16 +415,12 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let mut items = rows
+        let items = rows
             .into_iter()
             .map(conversation_from)
             .collect::<Result<Vec<_>, _>>()?;
-        let next_cursor = if items.len() as i64 > limit {
-            items.truncate(limit as usize);
-            items.last().map(cursor_of)
-        } else {
-            None
-        };
+        let (items, next_cursor) =
+            page_of(items, usize::try_from(limit).unwrap_or_default(), cursor_of);
         Ok(ConversationPage { items, next_cursor })
     }
 

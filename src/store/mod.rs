@@ -44,9 +44,7 @@ pub use leads::{
     lead_variables, Lead, LeadChange, LeadDraft, LeadPage, LeadQuery, LeadSort, LeadStats,
     LeadStatus, ListError, LEAD_VARIABLES,
 };
-pub use messages::{
-    parse_conversation_cursor, Conversation, ConversationDetail, ConversationPage, Message, NewText,
-};
+pub use messages::{Conversation, ConversationDetail, ConversationPage, Message, NewMessage};
 pub use phone_numbers::{NumberRoute, PhoneNumber, PhoneNumberDraft};
 pub use tenants::{BusinessHours, SmsReplyMode, Tenant, TenantPatch};
 pub use tokens::{PasswordTokenPurpose, RefreshOutcome};
@@ -226,6 +224,47 @@ impl Store {
     }
 }
 
+impl Store {
+    /// One of the tenant's rows of `table` by id, read as `columns` into `R` and converted;
+    /// `NotFound` when the tenant has no such row.
+    pub(crate) async fn owned_row<R, T>(
+        &self,
+        tenant: TenantId,
+        (table, columns): (&str, &str),
+        id: &str,
+    ) -> Result<T, StoreError>
+    where
+        R: for<'r> sqlx::FromRow<'r, sqlx::any::AnyRow> + Send + Unpin,
+        T: TryFrom<R, Error = StoreError>,
+    {
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let row: Option<R> = sqlx::query_as(&format!(
+            "SELECT {columns} FROM {table} WHERE tenant_id = $1 AND id = $2"
+        ))
+        .bind(tenant.to_string())
+        .bind(id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        row.ok_or(StoreError::NotFound)?.try_into()
+    }
+
+    /// Deletes one of the tenant's rows in a transaction of its own (see [`delete_owned`]).
+    pub(crate) async fn delete_one(
+        &self,
+        tenant: TenantId,
+        actor: Actor,
+        table_and_kind: (&'static str, &'static str),
+        id: &str,
+        on_foreign_key: Option<StoreError>,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        delete_owned(&mut tx, tenant, actor, table_and_kind, id, on_foreign_key).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
 /// Deletes one of the tenant's rows by id and records the deletion in the audit log, inside
 /// the caller's transaction. `NotFound` when the tenant has no such row; a reference that
 /// still points at the row becomes `on_foreign_key` when given.
@@ -260,6 +299,33 @@ pub(crate) async fn delete_owned(
         &serde_json::json!({}),
     )
     .await
+}
+
+/// The opaque cursor of a list ordered by a time, then an id: the position after the row
+/// with `at_ms` and `id`.
+pub(crate) fn time_id_cursor(at_ms: i64, id: impl std::fmt::Display) -> String {
+    format!("{at_ms}_{id}")
+}
+
+/// Reads a [`time_id_cursor`] back; `None` when it is not one this server gave out.
+pub fn parse_time_id_cursor<T: FromStr>(raw: &str) -> Option<(i64, T)> {
+    let (at, id) = raw.split_once('_')?;
+    Some((at.parse().ok()?, id.parse().ok()?))
+}
+
+/// Cuts rows fetched with `limit + 1` down to one page: the page, and the cursor of its last
+/// row when more rows follow.
+pub(crate) fn page_of<T>(
+    mut rows: Vec<T>,
+    limit: usize,
+    cursor_of: impl Fn(&T) -> String,
+) -> (Vec<T>, Option<String>) {
+    if rows.len() <= limit {
+        return (rows, None);
+    }
+    rows.truncate(limit);
+    let next = rows.last().map(cursor_of);
+    (rows, next)
 }
 
 /// The current time as stored: Unix milliseconds.

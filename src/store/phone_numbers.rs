@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::tenants::time_of;
-use super::{audit, delete_owned, now_ms, parse_id, Actor, Scope, Store, StoreError};
+use super::{audit, now_ms, parse_id, Actor, Scope, Store, StoreError};
 
 /// A number as stored and shown.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -87,16 +87,9 @@ impl Store {
         tenant: TenantId,
         id: PhoneNumberId,
     ) -> Result<PhoneNumber, StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        let row: Option<PhoneNumberRow> = sqlx::query_as(&format!(
-            "SELECT {NUMBER_COLUMNS} FROM phone_numbers WHERE tenant_id = $1 AND id = $2"
-        ))
-        .bind(tenant.to_string())
-        .bind(id.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        row.ok_or(StoreError::NotFound)?.try_into()
+        let table = ("phone_numbers", NUMBER_COLUMNS);
+        self.owned_row::<PhoneNumberRow, _>(tenant, table, &id.to_string())
+            .await
     }
 
     /// Adds a number, or (with `id`) changes which agent answers it and its label.
@@ -158,18 +151,9 @@ impl Store {
         actor: Actor,
         id: PhoneNumberId,
     ) -> Result<(), StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        delete_owned(
-            &mut tx,
-            tenant,
-            actor,
-            ("phone_numbers", "phone_number"),
-            &id.to_string(),
-            None,
-        )
-        .await?;
-        tx.commit().await?;
-        Ok(())
+        let table = ("phone_numbers", "phone_number");
+        self.delete_one(tenant, actor, table, &id.to_string(), None)
+            .await
     }
 }
 

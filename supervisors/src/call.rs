@@ -454,6 +454,7 @@ impl Actor for CallSupervisor {
         tokio::spawn(write_records(
             args.ports.call_log.clone(),
             args.call.clone(),
+            args.conversation.clone(),
             queue,
         ));
         let _ = records.send(Record::Started);
@@ -1255,10 +1256,12 @@ fn parse_analysis(answer: &str) -> Result<CallAnalysis, String> {
     })
 }
 
-/// Writes a call's records in order, off the audio path.
+/// Writes a call's records in order, off the audio path; the lead fields an analysis taught
+/// go to the customer's conversation.
 async fn write_records(
     log: Arc<dyn CallLog>,
     call: CallInfo,
+    conversation: ActorRef<ConversationMsg>,
     mut queue: mpsc::UnboundedReceiver<Record>,
 ) {
     while let Some(record) = queue.recv().await {
@@ -1267,7 +1270,9 @@ async fn write_records(
             Record::Turn(turn) => log.turn(&call, turn).await,
             Record::Ended(outcome) => log.call_ended(&call, outcome).await,
             Record::Usage(usage) => log.usage(&call, usage).await,
-            Record::Analysis(analysis) => log.analysis(&call, analysis).await,
+            Record::Analysis(analysis) => log.analysis(&call, analysis).await.map(|lead| {
+                let _ = conversation.send_message(ConversationMsg::SetLead(lead));
+            }),
         };
         if let Err(error) = written {
             tracing::error!(call_id = %call.call_id, %error, "a call record could not be written");

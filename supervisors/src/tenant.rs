@@ -400,6 +400,23 @@ pub fn builtin_variables(
     ])
 }
 
+/// The customer's conversation actor, asked of the tenant's supervisor (which starts it on
+/// first use) from a task, or why it could not be had.
+async fn conversation_of(
+    tenant: &ActorRef<TenantMsg>,
+    customer: &str,
+) -> Result<ActorRef<ConversationMsg>, String> {
+    ractor::call_t!(
+        tenant,
+        |reply| TenantMsg::Conversation {
+            customer: customer.to_owned(),
+            reply,
+        },
+        CONVERSATION_START_TIMEOUT_MS
+    )
+    .map_err(|error| format!("the customer's conversation did not load: {error}"))?
+}
+
 /// Starts a call's actor in a task: its conversation may need to be loaded first.
 fn start_call(
     myself: &ActorRef<TenantMsg>,
@@ -414,16 +431,8 @@ fn start_call(
     let settings = state.args.settings;
     let myself = myself.clone();
     tokio::spawn(async move {
-        let conversation = ractor::call_t!(
-            myself,
-            |reply| TenantMsg::Conversation {
-                customer: call.customer.clone(),
-                reply,
-            },
-            CONVERSATION_START_TIMEOUT_MS
-        );
-        let result = match conversation {
-            Ok(Ok(conversation)) => {
+        let result = match conversation_of(&myself, &call.customer).await {
+            Ok(conversation) => {
                 let args = CallArgs {
                     call: call.clone(),
                     agent,
@@ -439,8 +448,7 @@ fn start_call(
                     .map(|(actor, _)| actor)
                     .map_err(|e| e.to_string())
             }
-            Ok(Err(error)) => Err(error),
-            Err(error) => Err(format!("the customer's conversation did not load: {error}")),
+            Err(error) => Err(error),
         };
         let result = match (
             reply.send(result.clone().map_err(Refusal::Unavailable)),
@@ -483,16 +491,8 @@ fn answer_text(
     let tenant_id = state.args.tenant;
     let myself = myself.clone();
     tokio::spawn(async move {
-        let conversation = ractor::call_t!(
-            myself,
-            |reply| TenantMsg::Conversation {
-                customer: turn.customer.clone(),
-                reply,
-            },
-            CONVERSATION_START_TIMEOUT_MS
-        );
-        let answer = match conversation {
-            Ok(Ok(conversation)) => {
+        let answer = match conversation_of(&myself, &turn.customer).await {
+            Ok(conversation) => {
                 let tools = ToolContext {
                     tenant_id,
                     customer: turn.customer.clone(),
@@ -513,10 +513,7 @@ fn answer_text(
                 })
                 .await
             }
-            Ok(Err(error)) => Err(TextError::Unavailable(error)),
-            Err(error) => Err(TextError::Unavailable(format!(
-                "the customer's conversation did not load: {error}"
-            ))),
+            Err(error) => Err(TextError::Unavailable(error)),
         };
         let _ = reply.send(answer);
     });

@@ -30,6 +30,13 @@ pub struct TestApp {
     pub data_dir: PathBuf,
 }
 
+/// A tenant with one agent on one number, as [`TestApp::line`] makes it.
+pub struct Line {
+    pub owner: Login,
+    pub agent: String,
+    pub number: String,
+}
+
 /// A signed-in staff member.
 #[derive(Clone, Debug)]
 pub struct Login {
@@ -260,6 +267,31 @@ impl TestApp {
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
         body["id"].as_str().unwrap().to_owned()
+    }
+
+    /// A new tenant ("Acme Motors") with one agent ("Front desk") on one new number.
+    pub async fn line(&self) -> Line {
+        let owner = self.register("Acme Motors").await;
+        let agent = self.create_agent(&owner, "Front desk").await;
+        let number = unique_number();
+        self.create_number(&owner, &number, &agent).await;
+        Line {
+            owner,
+            agent,
+            number,
+        }
+    }
+
+    /// Changes the line's agent (a `PATCH /v1/agents/{id}` body); panics unless it is taken.
+    pub async fn configure_agent(&self, line: &Line, fields: Value) {
+        let (status, body) = self
+            .patch(
+                &format!("/v1/agents/{}", line.agent),
+                &line.owner.access,
+                fields,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
     }
 
     /// Adds a number answered by `agent`; returns its id.
