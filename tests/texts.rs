@@ -14,7 +14,7 @@ use common::{spawn_voice_app, twilio_signature, unique_number, Line, Login, Test
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use switchboard::emulator::script::{ReplyRule, ScriptedToolCall};
-use switchboard::emulator::{EmulatorHandle, EmulatorScript, Family};
+use switchboard::emulator::{EmulatorHandle, EmulatorScript, Family, Fault};
 use switchboard::simulator::CallerTurn;
 use switchboard::texts::PICTURES_NOT_READ;
 
@@ -378,6 +378,11 @@ async fn a_call_after_a_text_knows_the_text_and_a_text_after_a_call_knows_the_ca
             ),
             ..ReplyRule::default()
         },
+        ReplyRule {
+            system_contains: Some("calling you now".to_owned()),
+            text: Some("Welcome back! The red Civic you texted about is still here.".to_owned()),
+            ..ReplyRule::default()
+        },
         rule("still on", "Yes, see you Saturday."),
         rule("saturday", "Booked for Saturday."),
         rule("civic", "It is here."),
@@ -422,6 +427,26 @@ async fn a_call_after_a_text_knows_the_text_and_a_text_after_a_call_knows_the_ca
         .ended_call(&shop.owner.tenant_id, &report.call_sid)
         .await;
     assert!(record.end_reason.is_some());
+    // The caller who texted earlier is greeted knowing it: the model wrote the greeting
+    // from the texts, in the spirit of the agent's first message.
+    let greeting = &record.turns[0];
+    assert_eq!(format!("{:?}", greeting.speaker), "Agent");
+    assert_eq!(
+        greeting.text,
+        "Welcome back! The red Civic you texted about is still here."
+    );
+    let greeting_prompt = llm_requests(&emulator)
+        .into_iter()
+        .find(|r| r.contains("calling you now"))
+        .expect("the model was asked for the greeting");
+    assert!(
+        greeting_prompt.contains("Thanks for calling."),
+        "{greeting_prompt}"
+    );
+    assert!(
+        greeting_prompt.contains("Do you still have the red Civic?"),
+        "{greeting_prompt}"
+    );
 
     // The analysis lands after the call; then a text reads the call.
     let tenant = shop.owner.tenant_id.parse().unwrap();
@@ -810,4 +835,35 @@ async fn a_lead_staff_change_reaches_the_next_reply_of_a_running_conversation() 
     assert_eq!(sent_to(&twilio, &customer, 2).await.len(), 2);
     let second = llm_requests(&emulator).pop().unwrap();
     assert!(second.contains("You are texting Ana Souza."), "{second}");
+}
+
+#[tokio::test]
+async fn a_returning_caller_hears_the_first_message_when_the_model_cannot_greet() {
+    let twilio = fake_twilio().await;
+    let (app, emulator) = spawn(Vec::new(), &twilio).await;
+    let shop = shop(&app, "You sell cars.").await;
+    let customer = unique_number();
+    let earlier = HistoryEntry {
+        speaker: Speaker::Customer,
+        channel: Channel::Sms,
+        text: "Is the Civic still there?".to_owned(),
+        at_ms: 1_700_000_000_000,
+    };
+    let tenant = shop.owner.tenant_id.parse().unwrap();
+    ConversationStore::append(&app.store, tenant, &customer, &earlier)
+        .await
+        .unwrap();
+    emulator.set_fault(Family::Llm, Some(Fault::status(500)));
+
+    let report = common::simulate_call(&app.base, &customer, &shop.number, vec![]).await;
+    let record = app
+        .ended_call(&shop.owner.tenant_id, &report.call_sid)
+        .await;
+    assert_eq!(record.turns[0].text, "Thanks for calling.", "{record:?}");
+    assert!(
+        llm_requests(&emulator)
+            .iter()
+            .any(|r| r.contains("calling you now") && r.contains("Is the Civic still there?")),
+        "the model was asked first"
+    );
 }

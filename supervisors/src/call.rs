@@ -50,6 +50,9 @@ const DID_NOT_CATCH: &str = "Sorry, I didn't catch that. Could you say it again?
 const APOLOGY_TIMEOUT: Duration = Duration::from_secs(6);
 /// Tool rounds allowed in one turn, so a model stuck calling tools cannot loop forever.
 const MAX_TOOL_ROUNDS: u32 = 4;
+/// How the model greets a customer it has talked with before, followed by the agent's usual
+/// first message.
+pub const GREETING_WITH_HISTORY: &str = "The customer is calling you now and you speak first. You have talked with them before (the conversation so far follows, by text message and phone). Greet them in one or two short sentences, in the spirit of your usual opening and showing that you remember what they last asked about. Your usual opening: ";
 /// Longest wait, in milliseconds, for the conversation to build a prompt or fill a greeting.
 const CONVERSATION_TIMEOUT_MS: u64 = 2_000;
 /// Longest wait for the post-call analysis; past it the call simply has none.
@@ -130,6 +133,14 @@ pub enum CallMsg {
     Tts(TtsReport),
     /// The greeting, with its variables filled.
     GreetingReady(String),
+    /// The customer has talked with the tenant before: the model writes the greeting from
+    /// this prompt, and `fallback` (the filled first message) is said if it cannot.
+    GreetingPrompt {
+        /// The prompt: the conversation so far and how to greet.
+        messages: Vec<ChatMessage>,
+        /// The agent's first message, filled.
+        fallback: String,
+    },
     /// The prompt for `turn` is built.
     PromptReady {
         /// The turn.
@@ -217,6 +228,9 @@ struct AgentTurn {
     written: bool,
     tool_rounds: u32,
     then: CallAction,
+    /// Said when the model fails before its first sentence (the greeting's first message);
+    /// otherwise the caller hears [`DID_NOT_CATCH`].
+    fallback: Option<String>,
     speech_ended_at: Option<Instant>,
     transcript_at: Option<Instant>,
     first_tts_request_at: Option<Instant>,
@@ -232,6 +246,7 @@ impl AgentTurn {
             written: false,
             tool_rounds: 0,
             then: CallAction::Continue,
+            fallback: None,
             speech_ended_at: None,
             transcript_at: None,
             first_tts_request_at: None,
@@ -494,18 +509,43 @@ impl Actor for CallSupervisor {
         );
         let conversation = state.args.conversation.clone();
         let template = state.args.agent.first_message.clone();
+        let system_prompt = state.args.agent.system_prompt.clone();
         let variables = state.args.variables.clone();
         tokio::spawn(async move {
             let filled = ractor::call_t!(
                 conversation,
                 |reply| ConversationMsg::Fill {
                     template: template.clone(),
+                    variables: variables.clone(),
+                    reply,
+                },
+                CONVERSATION_TIMEOUT_MS
+            )
+            .unwrap_or(template);
+            if filled.trim().is_empty() {
+                let _ = myself.send_message(CallMsg::GreetingReady(filled));
+                return;
+            }
+            // A customer with history is greeted by the model, which reads it.
+            let built = ractor::call_t!(
+                conversation,
+                |reply| ConversationMsg::BuildPrompt {
+                    system_prompt: format!(
+                        "{system_prompt}\n\n{GREETING_WITH_HISTORY}\"{filled}\""
+                    ),
                     variables,
                     reply,
                 },
                 CONVERSATION_TIMEOUT_MS
             );
-            let _ = myself.send_message(CallMsg::GreetingReady(filled.unwrap_or(template)));
+            let greeting = match built {
+                Ok(messages) if messages.len() > 1 => CallMsg::GreetingPrompt {
+                    messages,
+                    fallback: filled,
+                },
+                _ => CallMsg::GreetingReady(filled),
+            };
+            let _ = myself.send_message(greeting);
         });
         Ok(())
     }
@@ -547,6 +587,15 @@ impl Actor for CallSupervisor {
                     }
                     state.mark_written();
                     finish_turn_if_played(&myself, state);
+                }
+            }
+            CallMsg::GreetingPrompt { messages, fallback } => {
+                if state.phase == CallPhase::Greeting && state.current.is_none() {
+                    let mut greeting = AgentTurn::new(0);
+                    greeting.prompt = messages;
+                    greeting.fallback = Some(fallback);
+                    state.current = Some(greeting);
+                    generate(state);
                 }
             }
             CallMsg::PromptReady { turn, messages } => {
@@ -857,12 +906,9 @@ fn on_llm(myself: &ActorRef<CallMsg>, state: &mut CallState, report: LlmReport) 
         }
         LlmReport::Failed { error, .. } => {
             tracing::warn!(call_id = %state.args.call.call_id, %error, "the model could not answer");
-            if state
-                .current
-                .as_ref()
-                .is_some_and(|c| c.sentences.is_empty())
-            {
-                speak(state, DID_NOT_CATCH.to_owned());
+            if let Some(current) = state.current.as_ref().filter(|c| c.sentences.is_empty()) {
+                let words = current.fallback.clone();
+                speak(state, words.unwrap_or_else(|| DID_NOT_CATCH.to_owned()));
             }
             state.mark_written();
             finish_turn_if_played(myself, state);
