@@ -721,6 +721,11 @@ async fn a_120000_character_history_still_gives_a_prompt_under_the_budget() {
         .map(|m| estimate_tokens(m["content"].as_str().unwrap_or_default()))
         .sum();
     let budget = PromptBudget::default().max_tokens;
+    eprintln!(
+        "a {written}-character history gave a prompt of {tokens} estimated tokens \
+         ({} messages) against a budget of {budget}",
+        request["messages"].as_array().unwrap().len()
+    );
     assert!(
         tokens <= budget,
         "{tokens} estimated tokens against a budget of {budget}"

@@ -196,7 +196,7 @@ type ConversationRow = (
 
 /// Selects a [`ConversationRow`] from `conversations c` joined with its lead `l`.
 const CONVERSATION_SELECT: &str = "c.id, c.customer_number, l.id, l.name, c.summary, c.takeover_user_id, c.takeover_at,
-     (SELECT COUNT(*) FROM messages m WHERE m.tenant_id = c.tenant_id AND m.conversation_id = c.id),
+     (SELECT COUNT(*) FROM messages m WHERE m.tenant_id = c.tenant_id AND m.conversation_id = c.id AND m.sender <> 'system'),
      c.last_message_at, c.created_at
      FROM conversations c LEFT JOIN leads l ON l.tenant_id = c.tenant_id AND l.phone = c.customer_number";
 
