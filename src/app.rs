@@ -13,9 +13,13 @@ use crate::auth::{JwtKeys, RateLimiter};
 use crate::calls::callbacks::CallbackScheduler;
 use crate::calls::{self, CallService};
 use crate::http::{self, AppState};
+use crate::knowledge::edge::EdgeVectorStore;
+use crate::knowledge::ingest::KnowledgeBase;
+use crate::providers::openai::OpenAiEmbedder;
 use crate::settings::Settings;
 use crate::store::Store;
 use crate::texts::Texter;
+use actors::ports::{Embedder, VectorStore};
 
 /// How long shutdown waits for live calls to end before cutting them off.
 const CALL_DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -48,7 +52,17 @@ impl Application {
         let public_url: Arc<str> = settings.public_url_or(listener.local_addr()?).into();
         let twilio = calls::twilio_client(&settings)?;
         let texter = Texter::new(store.clone(), twilio.clone(), &public_url);
-        let calls = CallService::start(&settings, &store, twilio, texter.clone()).await?;
+        let knowledge = Arc::new(knowledge_base(&settings, &store)?);
+        match store.fail_interrupted_documents().await {
+            Ok(0) => {}
+            Ok(failed) => tracing::warn!(
+                failed,
+                "documents whose reading a stopped server left unfinished were marked failed"
+            ),
+            Err(error) => tracing::warn!(%error, "unfinished documents could not be checked"),
+        }
+        let calls =
+            CallService::start(&settings, &store, (twilio, texter.clone()), &knowledge).await?;
         if calls.is_none() {
             tracing::warn!("OPENAI_API_KEY and ELEVENLABS_API_KEY are unset: calls are answered with \"not set up yet\"");
         }
@@ -66,6 +80,7 @@ impl Application {
         let state = AppState {
             calls,
             texter,
+            knowledge,
             store,
             jwt: JwtKeys::new(&settings.jwt_secret),
             limiter: Arc::new(limiter),
@@ -124,4 +139,22 @@ impl Application {
         store.close().await;
         served
     }
+}
+
+/// The knowledge base: the embedded vector store under the data directory, with dense
+/// vectors from the OpenAI-compatible endpoint when one is configured (words alone
+/// otherwise).
+fn knowledge_base(settings: &Settings, store: &Store) -> anyhow::Result<KnowledgeBase> {
+    let dir = settings.data_dir.join("knowledge");
+    let vectors: Arc<dyn VectorStore> = Arc::new(
+        EdgeVectorStore::new(&dir)
+            .with_context(|| format!("opening the knowledge store in {}", dir.display()))?,
+    );
+    let embedder = match &settings.voice {
+        Some(voice) => {
+            Some(Arc::new(OpenAiEmbedder::new(calls::openai_client(voice)?)) as Arc<dyn Embedder>)
+        }
+        None => None,
+    };
+    Ok(KnowledgeBase::new(store.clone(), vectors, embedder))
 }

@@ -19,6 +19,7 @@ pub mod cli;
 pub mod demo;
 pub mod emulator;
 pub mod http;
+pub mod knowledge;
 pub mod providers;
 pub mod settings;
 pub mod simulator;

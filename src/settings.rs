@@ -74,6 +74,14 @@ pub struct SettingsArgs {
         global = true
     )]
     pub max_body_bytes: String,
+    /// Largest knowledge-base document accepted for upload, in bytes (20 MiB).
+    #[arg(
+        long,
+        env = "SWITCHBOARD_MAX_DOCUMENT_BYTES",
+        default_value = "20971520",
+        global = true
+    )]
+    pub max_document_bytes: String,
     /// Log lines as `text` for people or `json` for log collectors.
     #[arg(
         long,
@@ -228,6 +236,8 @@ pub struct Settings {
     pub request_timeout: Duration,
     /// Largest accepted JSON body.
     pub max_body_bytes: usize,
+    /// Largest accepted knowledge-base upload (its route alone takes bodies this large).
+    pub max_document_bytes: usize,
     /// How log lines are written.
     pub log_format: LogFormat,
     /// Twilio auth token, when Twilio is configured.
@@ -417,6 +427,10 @@ impl Settings {
             max_body_bytes: positive(
                 "SWITCHBOARD_MAX_BODY_BYTES (--max-body-bytes)",
                 &args.max_body_bytes,
+            )? as usize,
+            max_document_bytes: positive(
+                "SWITCHBOARD_MAX_DOCUMENT_BYTES (--max-document-bytes)",
+                &args.max_document_bytes,
             )? as usize,
             log_format: match args.log_format.as_str() {
                 "text" => LogFormat::Text,

@@ -63,6 +63,7 @@ struct Ids {
     lead: String,
     callback: String,
     conversation: String,
+    document: String,
 }
 
 fn none(_: &Ids) -> Option<Value> {
@@ -225,6 +226,41 @@ fn routes() -> Vec<Route> {
             Need::CustomerRole,
             none,
         ),
+        r(
+            Method::GET,
+            "/v1/knowledge/documents",
+            OwnTenant,
+            false,
+            none,
+        ),
+        r(
+            Method::POST,
+            "/v1/knowledge/documents",
+            OwnTenant,
+            true,
+            none,
+        ),
+        r(
+            Method::GET,
+            "/v1/knowledge/documents/{id}",
+            ById,
+            false,
+            none,
+        ),
+        r(
+            Method::DELETE,
+            "/v1/knowledge/documents/{id}",
+            ById,
+            true,
+            none,
+        ),
+        r(
+            Method::POST,
+            "/v1/knowledge/search",
+            OwnTenant,
+            false,
+            |_| Some(json!({"query": "anything"})),
+        ),
         r(Method::GET, "/twilio/media", Public, false, none),
     ]
 }
@@ -240,6 +276,8 @@ fn path_for(route: &Route, ids: &Ids) -> String {
         &ids.callback
     } else if route.path.starts_with("/v1/conversations") {
         &ids.conversation
+    } else if route.path.starts_with("/v1/knowledge") {
+        &ids.document
     } else {
         &ids.number
     };
@@ -279,6 +317,22 @@ async fn seed(app: &TestApp) -> (Login, Ids) {
         .unwrap();
     let (_, conversations) = app.get("/v1/conversations", &a.access).await;
     let conversation = conversations["items"][0]["id"].as_str().unwrap().to_owned();
+    let document = app
+        .store
+        .upsert_document(
+            tenant,
+            switchboard::store::Actor::System,
+            &switchboard::store::NewDocument {
+                name: "A's price list",
+                content_type: "text",
+                size_bytes: 5,
+                sha256: "00",
+            },
+        )
+        .await
+        .unwrap()
+        .id
+        .to_string();
     (
         a,
         Ids {
@@ -288,6 +342,7 @@ async fn seed(app: &TestApp) -> (Login, Ids) {
             lead: lead["id"].as_str().unwrap().to_owned(),
             callback: callback["id"].as_str().unwrap().to_owned(),
             conversation,
+            document,
         },
     )
 }

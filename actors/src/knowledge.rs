@@ -91,9 +91,10 @@ pub fn plan_query(text: &str, k: usize) -> Option<KnowledgeQuery> {
     })
 }
 
-/// Searches `tenant`'s chunks. A failing embedder degrades the search to words only rather
-/// than failing it: on a live call a weaker answer beats none.
-async fn search(
+/// Searches `tenant`'s chunks (what the actor and the search API run). A failing embedder
+/// degrades the search to words only rather than failing it: on a live call a weaker answer
+/// beats none.
+pub async fn search(
     tenant: TenantId,
     store: Arc<dyn VectorStore>,
     embedder: Option<Arc<dyn Embedder>>,
@@ -128,9 +129,10 @@ async fn search(
 }
 
 /// Embeds the chunks that have no vector yet, [`EMBED_BATCH`] at a time, then stores all of
-/// them in one upsert. Nothing is stored if any batch fails: a chunk stored without its
-/// vector would be invisible to semantic search, silently.
-async fn ingest(
+/// them in one upsert (what the actor and document ingestion run). Nothing is stored if any
+/// batch fails: a chunk stored without its vector would be invisible to semantic search,
+/// silently.
+pub async fn ingest(
     tenant: TenantId,
     store: Arc<dyn VectorStore>,
     embedder: Option<Arc<dyn Embedder>>,

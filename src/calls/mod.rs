@@ -17,18 +17,16 @@ use std::time::Duration;
 use std::sync::OnceLock;
 
 use actors::domain::{AgentId, CallId, TenantId, E164};
-use actors::ports::{
-    CallInfo, KnowledgeChunk, KnowledgeHit, KnowledgeQuery, PortError, PortResult, VectorStore,
-};
+use actors::ports::CallInfo;
 use anyhow::Context;
-use async_trait::async_trait;
 use supervisors::call::CallSettings;
 use supervisors::runtime::{Runtime, RuntimeArgs, RuntimePorts};
 use supervisors::tenant::Refusal;
 
+use crate::knowledge::ingest::KnowledgeBase;
 use crate::providers::elevenlabs::{ElevenLabsConfig, ElevenLabsTts};
 use crate::providers::fallback::FallbackLlm;
-use crate::providers::openai::{OpenAiClient, OpenAiConfig, OpenAiEmbedder, OpenAiLlm, OpenAiStt};
+use crate::providers::openai::{OpenAiClient, OpenAiConfig, OpenAiLlm, OpenAiStt};
 use crate::providers::openai_realtime::OpenAiRealtimeStt;
 use crate::providers::stt_router::SttRouter;
 use crate::settings::{Settings, VoiceProviders};
@@ -137,19 +135,19 @@ pub struct CallService {
 impl CallService {
     /// Starts the runtime with the configured providers, or returns `None` when there are
     /// none. `twilio` is the account's REST client, when configured (outbound calls,
-    /// transfers); `texter` sends the agent's texts during calls.
+    /// transfers); `texter` sends the agent's texts during calls; calls search `knowledge`.
     pub async fn start(
         settings: &Settings,
         store: &Store,
-        twilio: Option<TwilioClient>,
-        texter: Texter,
+        (twilio, texter): (Option<TwilioClient>, Texter),
+        knowledge: &KnowledgeBase,
     ) -> anyhow::Result<Option<Arc<Self>>> {
         let Some(voice) = &settings.voice else {
             return Ok(None);
         };
         let runtime = Runtime::start(
             RuntimeArgs {
-                ports: provider_ports(voice, store)?,
+                ports: provider_ports(voice, store, knowledge)?,
                 settings: CallSettings::default(),
             },
             None,
@@ -389,12 +387,22 @@ impl CallService {
 }
 
 /// The real adapters behind the runtime's ports.
-fn provider_ports(voice: &VoiceProviders, store: &Store) -> anyhow::Result<RuntimePorts> {
+/// The client of the configured OpenAI-compatible endpoint (speech-to-text, the agents'
+/// models, embeddings).
+pub fn openai_client(voice: &VoiceProviders) -> anyhow::Result<OpenAiClient> {
     let mut openai = OpenAiConfig::new(voice.openai_api_key.clone());
     openai.base_url = voice.openai_base_url.clone();
     openai.stt_model = voice.openai_stt_model.clone();
     openai.timeout = voice.timeout;
-    let openai = OpenAiClient::new(openai).context("OPENAI_API_KEY")?;
+    OpenAiClient::new(openai).context("OPENAI_API_KEY")
+}
+
+fn provider_ports(
+    voice: &VoiceProviders,
+    store: &Store,
+    knowledge: &KnowledgeBase,
+) -> anyhow::Result<RuntimePorts> {
+    let openai = openai_client(voice)?;
     let mut elevenlabs = ElevenLabsConfig::new(voice.elevenlabs_api_key.clone())
         .with_base_url(voice.elevenlabs_base_url.clone());
     elevenlabs.model_id = voice.elevenlabs_model.clone();
@@ -412,27 +420,8 @@ fn provider_ports(voice: &VoiceProviders, store: &Store) -> anyhow::Result<Runti
         tts: Arc::new(tts),
         call_log: store.clone(),
         conversations: store.clone(),
-        vectors: Arc::new(NoKnowledgeBase),
-        embedder: Some(Arc::new(OpenAiEmbedder::new(openai))),
+        vectors: knowledge.vectors(),
+        embedder: knowledge.embedder(),
         directory: store,
     })
-}
-
-/// The knowledge base until documents can be uploaded: every search finds nothing, so the
-/// agent says it does not know rather than inventing an answer.
-struct NoKnowledgeBase;
-
-#[async_trait]
-impl VectorStore for NoKnowledgeBase {
-    async fn upsert(&self, _: TenantId, _: Vec<KnowledgeChunk>) -> PortResult<()> {
-        Err(PortError::Refused(
-            "this server has no knowledge base store".to_owned(),
-        ))
-    }
-    async fn search(&self, _: TenantId, _: KnowledgeQuery) -> PortResult<Vec<KnowledgeHit>> {
-        Ok(Vec::new())
-    }
-    async fn delete_document(&self, _: TenantId, _: &str) -> PortResult<()> {
-        Ok(())
-    }
 }

@@ -10,6 +10,7 @@ mod conversations;
 pub mod error;
 mod extract;
 mod health;
+mod knowledge;
 mod leads;
 mod media;
 mod phone_numbers;
@@ -36,6 +37,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{JwtKeys, RateLimiter};
 use crate::calls::CallService;
+use crate::knowledge::ingest::KnowledgeBase;
 use crate::settings::{CorsOrigins, Settings};
 use crate::store::Store;
 use crate::texts::Texter;
@@ -58,6 +60,8 @@ pub struct AppState {
     pub calls: Option<Arc<CallService>>,
     /// Texts from the agent and staff (through Twilio's REST API, when configured).
     pub texter: Texter,
+    /// Tenants' documents and the search over them.
+    pub knowledge: Arc<KnowledgeBase>,
 }
 
 impl AppState {
@@ -96,6 +100,16 @@ impl utoipa::Modify for BearerAuth {
 
 /// Every route, with its OpenAPI description gathered as it is registered.
 fn api_routes() -> OpenApiRouter<AppState> {
+    small_body_routes().merge(upload_routes())
+}
+
+/// The routes that take documents: bodies up to `SWITCHBOARD_MAX_DOCUMENT_BYTES`.
+fn upload_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(knowledge::upload, knowledge::list))
+}
+
+/// Every other route: bodies up to `SWITCHBOARD_MAX_BODY_BYTES`.
+fn small_body_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(openapi_json))
         .routes(routes!(health::healthz))
@@ -134,6 +148,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(conversations::get))
         .routes(routes!(conversations::send))
         .routes(routes!(conversations::take_over, conversations::release))
+        .routes(routes!(knowledge::get, knowledge::delete))
+        .routes(routes!(knowledge::search))
         .routes(routes!(twilio::sms))
         .routes(routes!(twilio::sms_status))
         .routes(routes!(media::media))
@@ -155,10 +171,13 @@ async fn openapi_json() -> axum::Json<utoipa::openapi::OpenApi> {
 pub fn router(state: AppState) -> Router {
     let settings = state.settings.clone();
     let request_id = HeaderName::from_static("x-request-id");
-    Router::from(api_routes())
+    // Multipart framing comes on top of the document itself.
+    let upload_limit = settings.max_document_bytes.saturating_add(64 * 1024);
+    Router::from(small_body_routes())
+        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
+        .merge(Router::from(upload_routes()).layer(RequestBodyLimitLayer::new(upload_limit)))
         .with_state(state)
         .layer(DefaultBodyLimit::disable())
-        .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
         .layer(axum::middleware::from_fn(error::problem_for_bare_errors))
         .layer(CompressionLayer::new())

@@ -604,21 +604,24 @@ pub fn wav_pcm16(samples: &[i16]) -> Vec<u8> {
 }
 
 /// A `multipart/form-data` body built by hand (the workspace's reqwest has no `multipart`
-/// feature). The boundary is random, so it cannot occur in the audio by more than chance.
-struct MultipartBody<'a> {
+/// feature), also what tests upload documents with. The boundary is random, so it cannot
+/// occur in the content by more than chance.
+pub struct MultipartBody<'a> {
     boundary: &'a str,
     body: Vec<u8>,
 }
 
 impl<'a> MultipartBody<'a> {
-    fn new(boundary: &'a str) -> Self {
+    /// An empty body with this boundary.
+    pub fn new(boundary: &'a str) -> Self {
         Self {
             boundary,
             body: Vec::new(),
         }
     }
 
-    fn text(&mut self, name: &str, value: &str) {
+    /// Adds a text field.
+    pub fn text(&mut self, name: &str, value: &str) {
         let head = format!(
             "--{}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n",
             self.boundary
@@ -628,7 +631,8 @@ impl<'a> MultipartBody<'a> {
         self.body.extend_from_slice(b"\r\n");
     }
 
-    fn file(&mut self, name: &str, filename: &str, content_type: &str, bytes: &[u8]) {
+    /// Adds a file field.
+    pub fn file(&mut self, name: &str, filename: &str, content_type: &str, bytes: &[u8]) {
         let head = format!(
             "--{}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n\
              Content-Type: {content_type}\r\n\r\n",
@@ -639,7 +643,8 @@ impl<'a> MultipartBody<'a> {
         self.body.extend_from_slice(b"\r\n");
     }
 
-    fn finish(mut self) -> Vec<u8> {
+    /// The body, closed.
+    pub fn finish(mut self) -> Vec<u8> {
         self.body
             .extend_from_slice(format!("--{}--\r\n", self.boundary).as_bytes());
         self.body

@@ -16,6 +16,7 @@ mod audit;
 mod callbacks;
 mod calls;
 mod conversations;
+mod documents;
 mod leads;
 mod messages;
 mod phone_numbers;
@@ -40,6 +41,7 @@ pub use callbacks::{
     CALLBACK_LEASE_MS, MAX_CALLBACK_ATTEMPTS,
 };
 pub use calls::{CallRecord, Direction, NewCall, TwilioCallStatus};
+pub use documents::{Document, DocumentStatus, NewDocument, INGESTION_STALL_MS};
 pub use leads::{
     lead_variables, Lead, LeadChange, LeadDraft, LeadPage, LeadQuery, LeadSort, LeadStats,
     LeadStatus, ListError, LEAD_VARIABLES,

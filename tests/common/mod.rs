@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod fake_twilio;
+pub mod fixtures;
 
 use std::path::PathBuf;
 
