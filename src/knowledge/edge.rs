@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use actors::domain::TenantId;
 use actors::knowledge::MAX_K;
@@ -41,7 +41,6 @@ use qdrant_edge::{
     WithVector,
 };
 use sha2::{Digest, Sha256};
-use tokio::sync::Mutex as AsyncMutex;
 
 /// Name of the BM25 sparse vector every chunk has.
 const SPARSE: &str = "bm25";
@@ -75,8 +74,9 @@ pub struct EdgeVectorStore {
     /// Turns text into BM25 sparse vectors, the same way for chunks and queries.
     bm25: Arc<EdgeBm25>,
     /// Shards opened so far. A directory must never be opened twice (Edge does not lock
-    /// it), so opening happens under this lock.
-    shards: AsyncMutex<HashMap<TenantId, Arc<Shard>>>,
+    /// it), so opening happens under this lock (which may thus be held for the few
+    /// milliseconds a shard takes to open).
+    shards: Arc<Mutex<HashMap<TenantId, Arc<Shard>>>>,
 }
 
 /// One tenant's open shard.
@@ -99,37 +99,47 @@ impl EdgeVectorStore {
         Ok(Self {
             root: data_dir.join("knowledge"),
             bm25: Arc::new(bm25),
-            shards: AsyncMutex::new(HashMap::new()),
+            shards: Arc::new(Mutex::new(HashMap::new())),
         })
     }
 
     /// The tenant's shard, opened (and, if `create`, created) on first use. `None` when the
     /// tenant has no shard and `create` is false: it has never stored anything.
     async fn shard(&self, tenant: TenantId, create: bool) -> PortResult<Option<Arc<Shard>>> {
-        let mut shards = self.shards.lock().await;
-        if let Some(shard) = shards.get(&tenant) {
+        if let Some(shard) = lock(&self.shards).get(&tenant) {
             return Ok(Some(Arc::clone(shard)));
         }
+        let shards = Arc::clone(&self.shards);
         let dir = self.root.join(tenant.to_string());
-        let opened = blocking(move || {
-            if dir.join(EDGE_CONFIG_FILE).exists() {
-                EdgeShard::load(&dir, None).map(Some).map_err(port_error)
-            } else if create {
-                create_shard(&dir).map(Some)
-            } else {
-                Ok(None)
+        blocking(move || {
+            // Opened and cached under the lock, inside the blocking task: a caller that gives
+            // up waiting cannot leave a half-opened handle behind for a second one to race.
+            let mut shards = lock(&shards);
+            if let Some(shard) = shards.get(&tenant) {
+                return Ok(Some(Arc::clone(shard)));
             }
-        })
-        .await?;
-        Ok(opened.map(|edge| {
+            let edge = if dir.join(EDGE_CONFIG_FILE).exists() {
+                EdgeShard::load(&dir, None).map_err(port_error)?
+            } else if create {
+                create_shard(&dir)?
+            } else {
+                return Ok(None);
+            };
             let shard = Arc::new(Shard {
                 edge,
                 writes: Mutex::new(()),
             });
             shards.insert(tenant, Arc::clone(&shard));
-            shard
-        }))
+            Ok(Some(shard))
+        })
+        .await
     }
+}
+
+/// Locks `m`; a panic while it was held (Edge `expect`s on I/O failures) leaves nothing
+/// half-done that the lock protects, so the data is used as is.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// Creates a shard in `dir`: the BM25 vector (no dense one yet), a small WAL and an index
@@ -167,7 +177,7 @@ fn create_shard(dir: &Path) -> PortResult<EdgeShard> {
 impl Shard {
     /// Runs `write` then flushes, with no other write of this shard in between.
     fn write(&self, write: impl FnOnce(&EdgeShard) -> PortResult<()>) -> PortResult<()> {
-        let _serialised = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+        let _serialised = lock(&self.writes);
         let written = write(&self.edge);
         // Flushed even after an error: part of the write may have been applied.
         self.edge.flush();
