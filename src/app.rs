@@ -12,14 +12,16 @@ use tokio::net::TcpListener;
 use crate::auth::{JwtKeys, RateLimiter};
 use crate::calls::callbacks::CallbackScheduler;
 use crate::calls::{self, CallService};
+use crate::events::EventBus;
 use crate::http::{self, AppState};
 use crate::knowledge::edge::EdgeVectorStore;
 use crate::knowledge::ingest::KnowledgeBase;
+use crate::knowledge::qdrant::QdrantVectorStore;
 use crate::providers::openai::OpenAiEmbedder;
 use crate::settings::Settings;
 use crate::store::Store;
 use crate::texts::Texter;
-use actors::ports::{Embedder, VectorStore};
+use actors::ports::{Embedder, EventSink, VectorStore};
 
 /// How long shutdown waits for live calls to end before cutting them off.
 const CALL_DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
@@ -46,13 +48,19 @@ impl Application {
                 .context("connecting to REDIS_URL")?,
             None => RateLimiter::local(),
         };
+        let events = match &settings.redis_url {
+            Some(url) => EventBus::redis(url, settings.redis_key_prefix.clone())
+                .await
+                .context("connecting to REDIS_URL for events")?,
+            None => EventBus::local().await?,
+        };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("listening on {} (SWITCHBOARD_LISTEN)", settings.listen))?;
         let public_url: Arc<str> = settings.public_url_or(listener.local_addr()?).into();
         let twilio = calls::twilio_client(&settings)?;
         let texter = Texter::new(store.clone(), twilio.clone(), &public_url);
-        let knowledge = Arc::new(knowledge_base(&settings, &store)?);
+        let knowledge = Arc::new(knowledge_base(&settings, &store, events.clone())?);
         match store.fail_interrupted_documents().await {
             Ok(0) => {}
             Ok(failed) => tracing::warn!(
@@ -61,8 +69,14 @@ impl Application {
             ),
             Err(error) => tracing::warn!(%error, "unfinished documents could not be checked"),
         }
-        let calls =
-            CallService::start(&settings, &store, (twilio, texter.clone()), &knowledge).await?;
+        let calls = CallService::start(
+            &settings,
+            &store,
+            (twilio, texter.clone()),
+            &knowledge,
+            events.clone(),
+        )
+        .await?;
         if calls.is_none() {
             tracing::warn!("OPENAI_API_KEY and ELEVENLABS_API_KEY are unset: calls are answered with \"not set up yet\"");
         }
@@ -81,6 +95,7 @@ impl Application {
             calls,
             texter,
             knowledge,
+            events,
             store,
             jwt: JwtKeys::new(&settings.jwt_secret),
             limiter: Arc::new(limiter),
@@ -141,20 +156,35 @@ impl Application {
     }
 }
 
-/// The knowledge base: the embedded vector store under the data directory, with dense
-/// vectors from the OpenAI-compatible endpoint when one is configured (words alone
-/// otherwise).
-fn knowledge_base(settings: &Settings, store: &Store) -> anyhow::Result<KnowledgeBase> {
-    let dir = settings.data_dir.join("knowledge");
-    let vectors: Arc<dyn VectorStore> = Arc::new(
-        EdgeVectorStore::new(&dir)
-            .with_context(|| format!("opening the knowledge store in {}", dir.display()))?,
-    );
+/// The knowledge base: the Qdrant server `QDRANT_URL` names, or else the embedded vector
+/// store under the data directory; with dense vectors from the OpenAI-compatible endpoint
+/// when one is configured (words alone otherwise).
+fn knowledge_base(
+    settings: &Settings,
+    store: &Store,
+    events: Arc<dyn EventSink>,
+) -> anyhow::Result<KnowledgeBase> {
+    let vectors: Arc<dyn VectorStore> = match &settings.qdrant {
+        Some(server) => Arc::new(
+            QdrantVectorStore::new(&server.url, server.api_key.as_ref(), &server.collection)
+                .context("QDRANT_URL")?,
+        ),
+        None => {
+            let dir = &settings.data_dir;
+            Arc::new(EdgeVectorStore::new(dir).with_context(|| {
+                format!("opening the knowledge store in {}/knowledge", dir.display())
+            })?)
+        }
+    };
     let embedder = match &settings.voice {
         Some(voice) => {
             Some(Arc::new(OpenAiEmbedder::new(calls::openai_client(voice)?)) as Arc<dyn Embedder>)
         }
         None => None,
     };
-    Ok(KnowledgeBase::new(store.clone(), vectors, embedder))
+    Ok(KnowledgeBase::new(
+        store.clone(),
+        (vectors, embedder),
+        events,
+    ))
 }

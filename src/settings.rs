@@ -179,6 +179,21 @@ pub struct SettingsArgs {
     /// rings up to this long after its time).
     #[arg(long, env = "CALLBACK_POLL_MS", default_value = "5000", global = true)]
     pub callback_poll_ms: String,
+    /// A Qdrant server's gRPC address (`http://qdrant:6334`) for the knowledge base, shared
+    /// by several nodes; without it each node keeps an embedded store in the data dir.
+    #[arg(long, env = "QDRANT_URL", global = true)]
+    pub qdrant_url: Option<String>,
+    /// API key of the Qdrant server, when it asks for one.
+    #[arg(long, env = "QDRANT_API_KEY", hide_env_values = true, global = true)]
+    pub qdrant_api_key: Option<String>,
+    /// The Qdrant collection holding every tenant's knowledge chunks.
+    #[arg(
+        long,
+        env = "QDRANT_COLLECTION",
+        default_value = "switchboard_knowledge",
+        global = true
+    )]
+    pub qdrant_collection: String,
 }
 
 /// Which database the store talks to, decided by the scheme of `DATABASE_URL`.
@@ -253,6 +268,19 @@ pub struct Settings {
     pub login_limit_per_address: u32,
     /// How often the callback scheduler looks for due callbacks.
     pub callback_poll: Duration,
+    /// The Qdrant server for the knowledge base; `None`: the embedded store.
+    pub qdrant: Option<QdrantServer>,
+}
+
+/// A Qdrant server holding the knowledge base.
+#[derive(Debug, Clone)]
+pub struct QdrantServer {
+    /// gRPC address.
+    pub url: String,
+    /// API key, if the server asks for one.
+    pub api_key: Option<SecretString>,
+    /// Collection of every tenant's chunks.
+    pub collection: String,
 }
 
 /// Where and as whom the server calls Twilio's REST API.
@@ -457,6 +485,7 @@ impl Settings {
                 "CALLBACK_POLL_MS (--callback-poll-ms)",
                 &args.callback_poll_ms,
             )?),
+            qdrant: qdrant_server(args.qdrant_url, args.qdrant_api_key, args.qdrant_collection)?,
         })
     }
 
@@ -471,6 +500,33 @@ impl Settings {
     pub fn database_url_for_logs(&self) -> String {
         redact_password(self.database_url.expose_secret())
     }
+}
+
+/// The Qdrant server settings, when `QDRANT_URL` is set.
+fn qdrant_server(
+    url: Option<String>,
+    api_key: Option<String>,
+    collection: String,
+) -> Result<Option<QdrantServer>, SettingsError> {
+    let Some(url) = non_empty(url) else {
+        return Ok(None);
+    };
+    let valid_name = !collection.is_empty()
+        && collection.len() <= 255
+        && collection
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if !valid_name {
+        return Err(bad(
+            "QDRANT_COLLECTION (--qdrant-collection)",
+            "must be 1-255 letters, digits, `_` or `-`",
+        ));
+    }
+    Ok(Some(QdrantServer {
+        url: http_url("QDRANT_URL (--qdrant-url)", &url)?,
+        api_key: non_empty(api_key).map(SecretString::from),
+        collection,
+    }))
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {

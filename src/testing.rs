@@ -1,7 +1,8 @@
 //! Which real services the test suite runs against, shared by unit and end-to-end tests.
 //!
 //! `TEST_DATABASE_URL` (a PostgreSQL server URL) and `TEST_REDIS_URL` opt the suite into the
-//! real services; `.ci/run` sets both for its second pass. When one is unset, the tests that
+//! real services; `.ci/run` sets both for its second pass. `TEST_QDRANT_URL` adds a Qdrant
+//! server to the knowledge-store suite. When one is unset, the tests that
 //! need it say so on stderr and pass without it (the SQLite run); when it is set, a service
 //! that cannot be reached fails the test, never skips it.
 
@@ -13,6 +14,12 @@ pub fn postgres_url() -> Option<String> {
 /// `TEST_REDIS_URL`, when the suite should run against Redis.
 pub fn redis_url() -> Option<String> {
     service_url("TEST_REDIS_URL")
+}
+
+/// `TEST_QDRANT_URL`, a Qdrant server's gRPC address, when the knowledge-store suite should
+/// run against a server as well as the embedded store.
+pub fn qdrant_url() -> Option<String> {
+    service_url("TEST_QDRANT_URL")
 }
 
 fn service_url(var: &str) -> Option<String> {

@@ -207,6 +207,7 @@ async fn a_call_through_the_runtime_leaves_its_usage_and_analysis_in_sql() {
                 vectors: Arc::new(MemoryVectorStore::default()),
                 embedder: None,
                 directory: Arc::new(app.store.clone()),
+                events: switchboard::events::EventBus::local().await.unwrap(),
             },
             settings: CallSettings::default(),
         },

@@ -21,6 +21,8 @@ enum Kind {
     ById,
     /// Acts on the caller's own tenant only (lists, create, settings).
     OwnTenant,
+    /// A stream of the caller's own tenant's events that never ends by itself.
+    Stream,
 }
 
 /// Which roles may use a route.
@@ -262,6 +264,8 @@ fn routes() -> Vec<Route> {
             |_| Some(json!({"query": "anything"})),
         ),
         r(Method::GET, "/twilio/media", Public, false, none),
+        r(Method::GET, "/v1/events", Stream, false, none),
+        r(Method::POST, "/v1/events/ticket", OwnTenant, false, none),
     ]
 }
 
@@ -387,8 +391,28 @@ async fn another_tenants_ids_are_not_found_and_its_rows_never_listed() {
         &ids.callback,
     ];
 
-    let mut cells = 0;
-    for route in routes().iter().filter(|r| r.kind != Kind::Public) {
+    // B's event stream stays silent while A's records change.
+    let mut b_events = common::EventStream::open(&app, "/v1/events", Some(&b.access), &[]).await;
+    let (status, _) = app
+        .post(
+            "/v1/leads",
+            Some(&a.access),
+            json!({"name": "A's second lead", "phone": unique_number()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert!(
+        b_events
+            .next(std::time::Duration::from_millis(500))
+            .await
+            .is_none(),
+        "tenant B's stream saw tenant A's event"
+    );
+    let mut cells = 1;
+    for route in routes()
+        .iter()
+        .filter(|r| !matches!(r.kind, Kind::Public | Kind::Stream))
+    {
         let (status, body) = app
             .call(
                 route.method.clone(),
@@ -478,11 +502,14 @@ async fn viewers_and_staff_agents_are_forbidden_every_administrative_write() {
                 who.email
             );
         }
-        // Reads stay open to them.
-        for route in routes()
-            .iter()
-            .filter(|r| r.kind != Kind::Public && r.need == Need::Anyone && r.method == Method::GET)
-        {
+        // Reads stay open to them, live events included.
+        common::EventStream::open(&app, "/v1/events", Some(&who.access), &[]).await;
+        for route in routes().iter().filter(|r| {
+            r.kind != Kind::Public
+                && r.kind != Kind::Stream
+                && r.need == Need::Anyone
+                && r.method == Method::GET
+        }) {
             let (status, body) = app
                 .call(Method::GET, &path_for(route, &ids), Some(&who.access), None)
                 .await;

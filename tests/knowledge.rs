@@ -14,28 +14,10 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use switchboard::emulator::script::{ReplyRule, ScriptedToolCall};
 use switchboard::emulator::{EmulatorScript, Family};
-use switchboard::providers::openai::MultipartBody;
 use switchboard::simulator::CallerTurn;
 
-/// Uploads `bytes` as `file_name`; returns the status and body.
 async fn upload(app: &TestApp, who: &Login, file_name: &str, bytes: &[u8]) -> (StatusCode, Value) {
-    let boundary = format!("sb-{}", uuid::Uuid::new_v4().simple());
-    let mut form = MultipartBody::new(&boundary);
-    form.file("file", file_name, "application/octet-stream", bytes);
-    let res = app
-        .client
-        .post(format!("{}/v1/knowledge/documents", app.base))
-        .bearer_auth(&who.access)
-        .header(
-            reqwest::header::CONTENT_TYPE,
-            format!("multipart/form-data; boundary={boundary}"),
-        )
-        .body(form.finish())
-        .send()
-        .await
-        .unwrap();
-    let status = res.status();
-    (status, res.json().await.unwrap_or(Value::Null))
+    app.upload_document(&who.access, file_name, bytes).await
 }
 
 /// Waits up to 20 s for the document to leave `queued`, `extracting` and `embedding`.
@@ -286,4 +268,206 @@ async fn a_starting_server_leaves_documents_still_being_read_alone() {
     );
     let doc = app.store.document(tenant, stale.id).await.unwrap();
     assert_eq!(doc.status, switchboard::store::DocumentStatus::Queued);
+}
+
+/// Document events until one whose status is `ready` or `failed`.
+async fn statuses_until_settled(events: &mut common::EventStream) -> Vec<Value> {
+    let mut seen = Vec::new();
+    loop {
+        let event = events
+            .next(Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("the document never settled; saw {seen:?}"));
+        assert_eq!(event.event, "document.status");
+        let data = event.data["data"].clone();
+        let done = data["status"] == "ready" || data["status"] == "failed";
+        seen.push(data);
+        if done {
+            return seen;
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_documents_progress_is_announced_as_events() {
+    let app = spawn_app().await;
+    let a = app.register("Acme Motors").await;
+    let mut events = common::EventStream::open(
+        &app,
+        "/v1/events?types=document.status",
+        Some(&a.access),
+        &[],
+    )
+    .await;
+
+    let (status, doc) = upload(&app, &a, "manual.pdf", &manual_pdf()).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{doc}");
+    let seen = statuses_until_settled(&mut events).await;
+    let statuses: Vec<&str> = seen.iter().map(|d| d["status"].as_str().unwrap()).collect();
+    assert_eq!(statuses[..2], ["queued", "extracting"], "{statuses:?}");
+    assert!(statuses.contains(&"embedding"), "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&"ready"));
+    assert!(seen
+        .iter()
+        .all(|d| d["document_id"] == doc["id"] && d["name"] == "manual.pdf"));
+    let progress: Vec<f64> = seen
+        .iter()
+        .map(|d| d["progress"].as_f64().unwrap())
+        .collect();
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{progress:?}");
+    assert_eq!(progress.last(), Some(&1.0));
+    let stored = settled(&app, &a, doc["id"].as_str().unwrap()).await;
+    assert_eq!(seen.last().unwrap()["chunk_count"], stored["chunk_count"]);
+
+    // A file that cannot be read ends with `failed` and the reason.
+    let mut broken = manual_pdf();
+    broken.truncate(broken.len() / 2);
+    let (status, _) = upload(&app, &a, "broken.pdf", &broken).await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let seen = statuses_until_settled(&mut events).await;
+    let last = seen.last().unwrap();
+    assert_eq!(last["status"], "failed", "{seen:?}");
+    assert!(
+        last["failure_reason"]
+            .as_str()
+            .is_some_and(|r| !r.is_empty()),
+        "{last}"
+    );
+}
+
+/// A caller asks about the gold plan of `prices.docx`, on a server whose embeddings take
+/// `embeddings_ms` and whose agent is configured with `agent` (a PATCH body); returns the
+/// model request that answered the question and the answer's stage timings.
+async fn ask_about_the_gold_plan(
+    embeddings_ms: u64,
+    agent: Value,
+) -> (String, actors::ports::StageTimings) {
+    let question = "What is the code for the gold plan?";
+    let caller = common::unique_number();
+    let mut script = EmulatorScript::instant();
+    script.latency.embeddings = switchboard::emulator::script::Latency::new(embeddings_ms, 0);
+    script.transcripts.by_prompt = BTreeMap::from([(caller.clone(), vec![question.to_owned()])]);
+    let (app, emulator) = spawn_voice_app(script, &[]).await;
+    let line = app.line().await; // no tools; automatic retrieval is on by default
+    app.configure_agent(&line, agent).await;
+    ready(&app, &line.owner, "prices.docx", &price_list_docx()).await;
+
+    let report = common::simulate_call(
+        &app.base,
+        &caller,
+        &line.number,
+        vec![CallerTurn::say(question)],
+    )
+    .await;
+    let record = app
+        .ended_call(&line.owner.tenant_id, &report.call_sid)
+        .await;
+    let asked = emulator
+        .requests_for(Family::Llm)
+        .into_iter()
+        .map(|r| r.body.to_string())
+        .find(|body| body.contains(question))
+        .expect("the model was asked the question");
+    let answer = record
+        .turns
+        .iter()
+        .find(|t| t.speaker == actors::ports::Speaker::Agent && t.seq > 0)
+        .expect("the agent answered");
+    (asked, answer.timings)
+}
+
+#[tokio::test]
+async fn a_callers_question_is_answered_from_the_documents_without_a_tool_call() {
+    let (asked, timings) = ask_about_the_gold_plan(0, json!({})).await;
+    assert!(asked.contains("ZX-42-OSPREY"), "{asked}");
+    assert!(!asked.contains("\"tools\""), "no tool was offered: {asked}");
+    assert!(timings.retrieval_ms.is_some(), "{timings:?}");
+}
+
+#[tokio::test]
+async fn a_knowledge_base_slower_than_the_agents_budget_is_skipped() {
+    // Every search embeds the question first, which here takes a second and a half.
+    let (asked, timings) =
+        ask_about_the_gold_plan(1_500, json!({"retrieval_budget_ms": 100})).await;
+    assert!(
+        !asked.contains("ZX-42-OSPREY"),
+        "the turn waited for the search: {asked}"
+    );
+    assert_eq!(timings.retrieval_ms, None);
+    assert!(
+        timings.voice_to_voice_ms.is_some_and(|ms| ms < 1_500),
+        "the caller did not wait for the slow search: {timings:?}"
+    );
+}
+
+#[tokio::test]
+async fn the_retrieval_budget_is_checked_and_shown() {
+    let app = spawn_app().await;
+    let line = app.line().await;
+    let (_, agent) = app
+        .get(&format!("/v1/agents/{}", line.agent), &line.owner.access)
+        .await;
+    assert_eq!(agent["auto_retrieval"], true);
+    assert_eq!(agent["retrieval_budget_ms"], 150);
+    let (status, body) = app
+        .patch(
+            &format!("/v1/agents/{}", line.agent),
+            &line.owner.access,
+            json!({"retrieval_budget_ms": 60_000}),
+        )
+        .await;
+    let problem = assert_problem(status, &body, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["errors"][0]["field"], "retrieval_budget_ms");
+    let (status, agent) = app
+        .patch(
+            &format!("/v1/agents/{}", line.agent),
+            &line.owner.access,
+            json!({"auto_retrieval": false, "retrieval_budget_ms": 300}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{agent}");
+    assert_eq!(agent["auto_retrieval"], false);
+    assert_eq!(agent["retrieval_budget_ms"], 300);
+}
+
+/// Ingestion throughput through the API: 200-page PDFs of 30 lines a page uploaded one
+/// after another, each timed from upload to `ready` (extraction, chunking, BM25, the
+/// embedded store; no embedder). Prints pages per second.
+/// `cargo test --release --test knowledge -- --ignored --nocapture benchmark_ingestion`
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "benchmark: run by hand"]
+async fn benchmark_ingestion_pages_per_second() {
+    const PAGES: usize = 200;
+    const RUNS: usize = 5;
+    let app = spawn_app_with(&["--max-document-bytes", "104857600"]).await;
+    let owner = app.register("Acme Motors").await;
+    let lines: Vec<String> = (0..30)
+        .map(|i| {
+            format!(
+                "Line {i}: the service plan covers brakes, tyres, oil and the annual inspection."
+            )
+        })
+        .collect();
+    let page: Vec<&str> = lines.iter().map(String::as_str).collect();
+    let pages: Vec<&[&str]> = (0..PAGES).map(|_| page.as_slice()).collect();
+    let mut doc = common::fixtures::pdf_document(&pages);
+    doc.compress();
+    let bytes = common::fixtures::save(doc);
+    let mut rates = Vec::new();
+    for run in 0..RUNS {
+        let started = std::time::Instant::now();
+        let (status, doc) = upload(&app, &owner, &format!("manual-{run}.pdf"), &bytes).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{doc}");
+        let doc = settled(&app, &owner, doc["id"].as_str().unwrap()).await;
+        assert_eq!(doc["status"], "ready", "{doc}");
+        rates.push(PAGES as f64 / started.elapsed().as_secs_f64());
+    }
+    rates.sort_by(f64::total_cmp);
+    eprintln!(
+        "ingestion of a {PAGES}-page PDF ({} KiB), {RUNS} runs: median {:.0} pages/s (min {:.0}, max {:.0})",
+        bytes.len() / 1024,
+        rates[RUNS / 2],
+        rates[0],
+        rates[RUNS - 1]
+    );
 }

@@ -1,13 +1,22 @@
-//! The embedded knowledge store (Qdrant Edge) on real files: keyword and hybrid search,
-//! tenant isolation, deletes, replacing chunks and reopening from disk.
+//! Both knowledge stores pass the same suite: keyword and hybrid search, tenant isolation,
+//! deletes, replacing chunks and reopening. The embedded store (Qdrant Edge, on real files)
+//! always; a Qdrant server too when `TEST_QDRANT_URL` names its gRPC address
+//! (`http://127.0.0.1:6334`). Every test uses tenants of its own, so on the server they
+//! share one collection.
 
+use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actors::domain::TenantId;
 use actors::ports::{KnowledgeChunk, KnowledgeHit, KnowledgeQuery, PortError, VectorStore};
 use actors::testing::HashEmbedder;
 use switchboard::knowledge::edge::EdgeVectorStore;
+use switchboard::knowledge::qdrant::QdrantVectorStore;
+
+/// The collection the server suite writes to.
+const TEST_COLLECTION: &str = "sbtest_knowledge";
 
 /// A data directory of its own, removed when the test ends.
 struct DataDir(PathBuf);
@@ -16,9 +25,43 @@ impl DataDir {
     fn new() -> Self {
         Self(std::env::temp_dir().join(format!("sbknowledge-{}", uuid::Uuid::new_v4())))
     }
+}
 
-    fn store(&self) -> EdgeVectorStore {
-        EdgeVectorStore::new(&self.0).expect("the store opens")
+/// Where a test stores its chunks.
+enum Backend {
+    /// The embedded store in a data directory of the test's own.
+    Edge(DataDir),
+    /// A Qdrant server.
+    Server(String),
+}
+
+impl Backend {
+    /// A store on this backend; a second call opens the same data again.
+    fn store(&self) -> Arc<dyn VectorStore> {
+        match self {
+            Self::Edge(dir) => Arc::new(EdgeVectorStore::new(&dir.0).expect("the store opens")),
+            Self::Server(url) => Arc::new(
+                QdrantVectorStore::new(url, None, TEST_COLLECTION).expect("the client builds"),
+            ),
+        }
+    }
+}
+
+/// The embedded store, and the Qdrant server when `TEST_QDRANT_URL` is set.
+fn backends() -> Vec<Backend> {
+    let mut all = vec![Backend::Edge(DataDir::new())];
+    all.extend(switchboard::testing::qdrant_url().map(Backend::Server));
+    all
+}
+
+/// Runs `check` on a store of every backend.
+async fn on_every_store<F, Fut>(check: F)
+where
+    F: Fn(Arc<dyn VectorStore>) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    for backend in backends() {
+        check(backend.store()).await;
     }
 }
 
@@ -71,223 +114,229 @@ fn ids(hits: &[KnowledgeHit]) -> Vec<&str> {
 
 #[tokio::test]
 async fn a_fact_is_found_by_keyword_for_its_tenant_and_never_for_another() {
-    let dir = DataDir::new();
-    let store = dir.store();
-    let (a, b) = (TenantId::new(), TenantId::new());
-    let mut chunks = filler("handbook");
-    chunks.push(chunk("handbook#fact", "handbook", FACT));
-    store.upsert(a, chunks).await.unwrap();
-    store.upsert(b, filler("other")).await.unwrap();
+    on_every_store(|store| async move {
+        let (a, b) = (TenantId::new(), TenantId::new());
+        let mut chunks = filler("handbook");
+        chunks.push(chunk("handbook#fact", "handbook", FACT));
+        store.upsert(a, chunks).await.unwrap();
+        store.upsert(b, filler("other")).await.unwrap();
 
-    let hits = store
-        .search(a, query("what is the vault code?", 3))
-        .await
-        .unwrap();
-    let first = &hits[0];
-    assert_eq!(first.chunk.id, "handbook#fact");
-    assert_eq!(first.chunk.document_id, "handbook");
-    assert_eq!(first.chunk.title, "handbook.pdf");
-    assert_eq!(first.chunk.location, "page 2");
-    assert_eq!(first.chunk.text, FACT);
-    assert!(first.score > 0.0);
-    assert!(hits.len() <= 3);
+        let hits = store
+            .search(a, query("what is the vault code?", 3))
+            .await
+            .unwrap();
+        let first = &hits[0];
+        assert_eq!(first.chunk.id, "handbook#fact");
+        assert_eq!(first.chunk.document_id, "handbook");
+        assert_eq!(first.chunk.title, "handbook.pdf");
+        assert_eq!(first.chunk.location, "page 2");
+        assert_eq!(first.chunk.text, FACT);
+        assert!(first.score > 0.0);
+        assert!(hits.len() <= 3);
 
-    // Tenant B has a shard of its own, with words in common ("code", "Riverside"), but
-    // never sees A's chunk; a tenant with no shard at all gets nothing.
-    for tenant in [b, TenantId::new()] {
-        for text in ["vault code 7431", "Riverside branch code"] {
-            let hits = store.search(tenant, query(text, 50)).await.unwrap();
-            assert!(
-                hits.iter().all(|h| h.chunk.document_id != "handbook"),
-                "{tenant} saw tenant A's chunk: {:?}",
-                ids(&hits)
-            );
+        // Tenant B has a shard of its own, with words in common ("code", "Riverside"), but
+        // never sees A's chunk; a tenant with no shard at all gets nothing.
+        for tenant in [b, TenantId::new()] {
+            for text in ["vault code 7431", "Riverside branch code"] {
+                let hits = store.search(tenant, query(text, 50)).await.unwrap();
+                assert!(
+                    hits.iter().all(|h| h.chunk.document_id != "handbook"),
+                    "{tenant} saw tenant A's chunk: {:?}",
+                    ids(&hits)
+                );
+            }
         }
-    }
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn deleting_a_document_removes_its_chunks_only() {
-    let dir = DataDir::new();
-    let store = dir.store();
-    let tenant = TenantId::new();
-    store
-        .upsert(tenant, vec![chunk("secret#0", "secret", FACT)])
-        .await
-        .unwrap();
-    store.upsert(tenant, filler("handbook")).await.unwrap();
-    assert_eq!(
-        ids(&store.search(tenant, query("vault code", 5)).await.unwrap())[0],
-        "secret#0"
-    );
+    on_every_store(|store| async move {
+        let tenant = TenantId::new();
+        store
+            .upsert(tenant, vec![chunk("secret#0", "secret", FACT)])
+            .await
+            .unwrap();
+        store.upsert(tenant, filler("handbook")).await.unwrap();
+        assert_eq!(
+            ids(&store.search(tenant, query("vault code", 5)).await.unwrap())[0],
+            "secret#0"
+        );
 
-    store.delete_document(tenant, "secret").await.unwrap();
+        store.delete_document(tenant, "secret").await.unwrap();
 
-    let hits = store.search(tenant, query("vault code", 50)).await.unwrap();
-    assert!(
-        hits.iter().all(|h| h.chunk.document_id != "secret"),
-        "{:?}",
-        ids(&hits)
-    );
-    let parking = store.search(tenant, query("parking", 5)).await.unwrap();
-    assert_eq!(ids(&parking), ["handbook#1"]);
-    // Deleting what is not there (or for a tenant with no shard) is not an error.
-    store.delete_document(tenant, "secret").await.unwrap();
-    store
-        .delete_document(TenantId::new(), "secret")
-        .await
-        .unwrap();
+        let hits = store.search(tenant, query("vault code", 50)).await.unwrap();
+        assert!(
+            hits.iter().all(|h| h.chunk.document_id != "secret"),
+            "{:?}",
+            ids(&hits)
+        );
+        let parking = store.search(tenant, query("parking", 5)).await.unwrap();
+        assert_eq!(ids(&parking), ["handbook#1"]);
+        // Deleting what is not there (or for a tenant with nothing stored) is not an error.
+        store.delete_document(tenant, "secret").await.unwrap();
+        store
+            .delete_document(TenantId::new(), "secret")
+            .await
+            .unwrap();
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn chunks_and_dense_vectors_survive_reopening_the_store() {
-    let dir = DataDir::new();
-    let tenant = TenantId::new();
-    let embedder = HashEmbedder::default();
-    {
-        let store = dir.store();
-        store.upsert(tenant, filler("handbook")).await.unwrap();
-        let mut fact = chunk("handbook#fact", "handbook", FACT);
-        fact.dense = Some(embedder.vector(FACT));
-        store.upsert(tenant, vec![fact]).await.unwrap();
-    }
+    for backend in backends() {
+        let tenant = TenantId::new();
+        let embedder = HashEmbedder::default();
+        {
+            let store = backend.store();
+            store.upsert(tenant, filler("handbook")).await.unwrap();
+            let mut fact = chunk("handbook#fact", "handbook", FACT);
+            fact.dense = Some(embedder.vector(FACT));
+            store.upsert(tenant, vec![fact]).await.unwrap();
+        }
 
-    let store = dir.store();
-    let hits = store.search(tenant, query("vault code", 5)).await.unwrap();
-    assert_eq!(ids(&hits)[0], "handbook#fact");
-    // The dense vector added after the shard was created is still there: a query whose
-    // words BM25 cannot match finds the fact by its vector alone.
-    let by_vector = KnowledgeQuery {
-        text: "xyzzy".to_owned(),
-        dense: Some(embedder.vector(FACT)),
-        k: 5,
-    };
-    let hits = store.search(tenant, by_vector).await.unwrap();
-    assert_eq!(ids(&hits), ["handbook#fact"]);
+        let store = backend.store();
+        let hits = store.search(tenant, query("vault code", 5)).await.unwrap();
+        assert_eq!(ids(&hits)[0], "handbook#fact");
+        // The dense vector added after the store was created is still there: a query whose
+        // words BM25 cannot match finds the fact by its vector alone.
+        let by_vector = KnowledgeQuery {
+            text: "xyzzy".to_owned(),
+            dense: Some(embedder.vector(FACT)),
+            k: 5,
+        };
+        let hits = store.search(tenant, by_vector).await.unwrap();
+        assert_eq!(ids(&hits), ["handbook#fact"]);
+    }
 }
 
 #[tokio::test]
 async fn hybrid_search_fuses_keywords_and_dense_vectors() {
-    let dir = DataDir::new();
-    let store = dir.store();
-    let tenant = TenantId::new();
-    let embedder = HashEmbedder::default();
-    let mut chunks = filler("handbook");
-    chunks.push(chunk("handbook#fact", "handbook", FACT));
-    for c in &mut chunks {
-        c.dense = Some(embedder.vector(&c.text));
-    }
-    store.upsert(tenant, chunks).await.unwrap();
+    on_every_store(|store| async move {
+        let tenant = TenantId::new();
+        let embedder = HashEmbedder::default();
+        let mut chunks = filler("handbook");
+        chunks.push(chunk("handbook#fact", "handbook", FACT));
+        for c in &mut chunks {
+            c.dense = Some(embedder.vector(&c.text));
+        }
+        store.upsert(tenant, chunks).await.unwrap();
 
-    let text = "what is the vault code of the Riverside branch";
-    let hybrid = KnowledgeQuery {
-        text: text.to_owned(),
-        dense: Some(embedder.vector(text)),
-        k: 4,
-    };
-    let hits = store.search(tenant, hybrid).await.unwrap();
-    assert_eq!(ids(&hits)[0], "handbook#fact");
-    assert!(hits.len() <= 4);
-    // Reciprocal rank fusion, as Qdrant counts it (rank 0 first): first in both arms scores
-    // 1/60 + 1/60, and scores fall from there.
-    assert!(
-        (hits[0].score - 2.0 / 60.0).abs() < 1e-4,
-        "{}",
-        hits[0].score
-    );
-    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+        let text = "what is the vault code of the Riverside branch";
+        let hybrid = KnowledgeQuery {
+            text: text.to_owned(),
+            dense: Some(embedder.vector(text)),
+            k: 4,
+        };
+        let hits = store.search(tenant, hybrid).await.unwrap();
+        assert_eq!(ids(&hits)[0], "handbook#fact");
+        assert!(hits.len() <= 4);
+        // Reciprocal rank fusion, as Qdrant counts it (rank 0 first): first in both arms scores
+        // 1/60 + 1/60, and scores fall from there.
+        assert!(
+            (hits[0].score - 2.0 / 60.0).abs() < 1e-4,
+            "{}",
+            hits[0].score
+        );
+        assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
 
-    // A query vector of a dimension no chunk has is answered by BM25 alone.
-    let other_dim = KnowledgeQuery {
-        text: "vault code".to_owned(),
-        dense: Some(vec![1.0; 8]),
-        k: 4,
-    };
-    assert_eq!(
-        ids(&store.search(tenant, other_dim).await.unwrap())[0],
-        "handbook#fact"
-    );
+        // A query vector of a dimension no chunk has is answered by BM25 alone.
+        let other_dim = KnowledgeQuery {
+            text: "vault code".to_owned(),
+            dense: Some(vec![1.0; 8]),
+            k: 4,
+        };
+        assert_eq!(
+            ids(&store.search(tenant, other_dim).await.unwrap())[0],
+            "handbook#fact"
+        );
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn storing_a_chunk_again_replaces_it() {
-    let dir = DataDir::new();
-    let store = dir.store();
-    let tenant = TenantId::new();
-    store
-        .upsert(
-            tenant,
-            vec![chunk(
-                "faq#0",
-                "faq",
-                "The old opening hours were nine to five.",
-            )],
-        )
-        .await
-        .unwrap();
-    store
-        .upsert(
-            tenant,
-            vec![chunk(
-                "faq#0",
-                "faq",
-                "The new opening hours are eight to six.",
-            )],
-        )
-        .await
-        .unwrap();
+    on_every_store(|store| async move {
+        let tenant = TenantId::new();
+        store
+            .upsert(
+                tenant,
+                vec![chunk(
+                    "faq#0",
+                    "faq",
+                    "The old opening hours were nine to five.",
+                )],
+            )
+            .await
+            .unwrap();
+        store
+            .upsert(
+                tenant,
+                vec![chunk(
+                    "faq#0",
+                    "faq",
+                    "The new opening hours are eight to six.",
+                )],
+            )
+            .await
+            .unwrap();
 
-    let hits = store
-        .search(tenant, query("opening hours", 10))
-        .await
-        .unwrap();
-    assert_eq!(ids(&hits), ["faq#0"]);
-    assert_eq!(
-        hits[0].chunk.text,
-        "The new opening hours are eight to six."
-    );
-    assert!(store
-        .search(tenant, query("old", 10))
-        .await
-        .unwrap()
-        .is_empty());
+        let hits = store
+            .search(tenant, query("opening hours", 10))
+            .await
+            .unwrap();
+        assert_eq!(ids(&hits), ["faq#0"]);
+        assert_eq!(
+            hits[0].chunk.text,
+            "The new opening hours are eight to six."
+        );
+        assert!(store
+            .search(tenant, query("old", 10))
+            .await
+            .unwrap()
+            .is_empty());
+    })
+    .await;
 }
 
 #[tokio::test]
 async fn bad_input_is_refused_and_empty_queries_find_nothing() {
-    let dir = DataDir::new();
-    let store = dir.store();
-    let tenant = TenantId::new();
-    let no_id = chunk("", "faq", "text");
-    assert!(matches!(
-        store.upsert(tenant, vec![no_id]).await,
-        Err(PortError::Refused(_))
-    ));
-    let mut nan = chunk("faq#0", "faq", "text");
-    nan.dense = Some(vec![f32::NAN; 4]);
-    assert!(matches!(
-        store.upsert(tenant, vec![nan]).await,
-        Err(PortError::Refused(_))
-    ));
+    on_every_store(|store| async move {
+        let tenant = TenantId::new();
+        let no_id = chunk("", "faq", "text");
+        assert!(matches!(
+            store.upsert(tenant, vec![no_id]).await,
+            Err(PortError::Refused(_))
+        ));
+        let mut nan = chunk("faq#0", "faq", "text");
+        nan.dense = Some(vec![f32::NAN; 4]);
+        assert!(matches!(
+            store.upsert(tenant, vec![nan]).await,
+            Err(PortError::Refused(_))
+        ));
 
-    store.upsert(tenant, filler("handbook")).await.unwrap();
-    // Only stopwords, or k = 0: nothing to look for, not an error.
-    assert!(store
-        .search(tenant, query("the of and", 5))
-        .await
-        .unwrap()
-        .is_empty());
-    assert!(store
-        .search(tenant, query("parking", 0))
-        .await
-        .unwrap()
-        .is_empty());
-    // k is capped rather than refused.
-    let all = store
-        .search(tenant, query("the parking code is free", 10_000))
-        .await
-        .unwrap();
-    assert!(!all.is_empty() && all.len() <= actors::knowledge::MAX_K);
+        store.upsert(tenant, filler("handbook")).await.unwrap();
+        // Only stopwords, or k = 0: nothing to look for, not an error.
+        assert!(store
+            .search(tenant, query("the of and", 5))
+            .await
+            .unwrap()
+            .is_empty());
+        assert!(store
+            .search(tenant, query("parking", 0))
+            .await
+            .unwrap()
+            .is_empty());
+        // k is capped rather than refused.
+        let all = store
+            .search(tenant, query("the parking code is free", 10_000))
+            .await
+            .unwrap();
+        assert!(!all.is_empty() && all.len() <= actors::knowledge::MAX_K);
+    })
+    .await;
 }
 
 /// Upsert of 10,000 short paragraphs, then search latency (BM25 alone and hybrid).
@@ -335,7 +384,7 @@ async fn benchmark_10k_chunks() {
     let queries: Vec<String> = (0..SEARCHES).map(|_| paragraph(5)).collect();
 
     let dir = DataDir::new();
-    let store = dir.store();
+    let store = EdgeVectorStore::new(&dir.0).expect("the store opens");
     let tenant = TenantId::new();
     let started = Instant::now();
     for batch in chunks.chunks(BATCH) {

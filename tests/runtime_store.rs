@@ -21,7 +21,7 @@ use switchboard::store::{NewCall, Store};
 
 const SPEECH: &[u8] = include_bytes!("../actors/tests/fixtures/sentence.ulaw");
 
-fn runtime_ports(store: &Store, stt: Arc<ScriptedStt>) -> RuntimePorts {
+async fn runtime_ports(store: &Store, stt: Arc<ScriptedStt>) -> RuntimePorts {
     let llm = ScriptedLlm::new(Duration::from_millis(50), |request| {
         ScriptedLlm::words(&format!("You said: {}.", ScriptedLlm::last_user(request)))
     });
@@ -34,6 +34,7 @@ fn runtime_ports(store: &Store, stt: Arc<ScriptedStt>) -> RuntimePorts {
         vectors: Arc::new(MemoryVectorStore::default()),
         embedder: None,
         directory: Arc::new(store.clone()),
+        events: switchboard::events::EventBus::local().await.unwrap(),
     }
 }
 
@@ -87,7 +88,7 @@ async fn a_call_through_the_runtime_is_recorded_in_sql_as_it_happens() {
     stt.script(&customer, &["I need new tires"]);
     let runtime = Runtime::start(
         RuntimeArgs {
-            ports: runtime_ports(&app.store, stt),
+            ports: runtime_ports(&app.store, stt).await,
             settings: CallSettings::default(),
         },
         None,

@@ -367,6 +367,9 @@ pub struct StageTimings {
     pub endpointing_ms: Option<u32>,
     /// End of speech to final transcript.
     pub stt_ms: Option<u32>,
+    /// Automatic retrieval from the knowledge base, run while the prompt is built; `None`
+    /// when it was off, over its budget or failed.
+    pub retrieval_ms: Option<u32>,
     /// Final transcript to the model's first token.
     pub llm_first_token_ms: Option<u32>,
     /// Final transcript to the first complete sentence, which is what speech waits for
@@ -618,6 +621,9 @@ pub struct AgentConfig {
     pub transfer_number: Option<E164>,
     /// JSON Schema of what the post-call analysis extracts from a call (`{}`: nothing).
     pub analysis_schema: serde_json::Map<String, serde_json::Value>,
+    /// Longest wait for the knowledge base to be searched before each reply, its best
+    /// chunks put in front of the model; `None`: no automatic retrieval.
+    pub auto_retrieval: Option<std::time::Duration>,
 }
 
 /// What a tenant's supervisor needs to admit and run calls.
@@ -642,6 +648,31 @@ pub trait TenantDirectory: Send + Sync + 'static {
 }
 
 // ---------------------------------------------------------------- events and telephony
+
+/// Every kind of [`TenantEvent`], so subscribers can name what they want and events read
+/// back from another node map onto the same static names.
+pub const EVENT_KINDS: &[&str] = &[
+    "call.ringing",
+    "call.started",
+    "call.transcript",
+    "call.agent_speaking",
+    "call.barge_in",
+    "call.tool_calls",
+    "call.dtmf",
+    "call.ended",
+    "call.failed",
+    "sms.received",
+    "sms.sent",
+    "conversation.takeover",
+    "lead.updated",
+    "document.status",
+    "quota.exceeded",
+];
+
+/// The static name of an event kind, if it is one.
+pub fn event_kind(name: &str) -> Option<&'static str> {
+    EVENT_KINDS.iter().copied().find(|k| *k == name)
+}
 
 /// Something staff screens and webhooks care about, scoped to one tenant.
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use secrecy::{ExposeSecret, SecretString};
+use redis::aio::ConnectionManager;
+use secrecy::SecretString;
 use sha2::{Digest, Sha256};
 
 /// Why an attempt was not allowed.
@@ -43,9 +43,6 @@ pub struct Window {
     count: u32,
 }
 
-/// Longest wait for Redis to connect or answer; a login must not hang on a sick Redis.
-const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
-
 /// Counters kept in process before expired ones are swept.
 const LOCAL_SWEEP_AT: usize = 10_000;
 
@@ -68,19 +65,7 @@ impl RateLimiter {
     /// Counters in Redis; fails within a few seconds when Redis cannot be reached, so a
     /// misconfigured node stops at start-up instead of hanging.
     pub async fn redis(url: &SecretString, prefix: String) -> Result<Self, redis::RedisError> {
-        let client = redis::Client::open(url.expose_secret())?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(1)
-            .set_connection_timeout(REDIS_TIMEOUT)
-            .set_response_timeout(REDIS_TIMEOUT);
-        let conn = tokio::time::timeout(
-            2 * REDIS_TIMEOUT,
-            ConnectionManager::new_with_config(client, config),
-        )
-        .await
-        .map_err(|_| {
-            redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::TimedOut))
-        })??;
+        let (_, conn) = crate::redis_client::connect(url).await?;
         Ok(Self::Redis {
             conn: Box::new(conn),
             prefix,

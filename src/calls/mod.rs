@@ -17,7 +17,7 @@ use std::time::Duration;
 use std::sync::OnceLock;
 
 use actors::domain::{AgentId, CallId, TenantId, E164};
-use actors::ports::CallInfo;
+use actors::ports::{CallInfo, EventSink};
 use anyhow::Context;
 use supervisors::call::CallSettings;
 use supervisors::runtime::{Runtime, RuntimeArgs, RuntimePorts};
@@ -135,19 +135,21 @@ pub struct CallService {
 impl CallService {
     /// Starts the runtime with the configured providers, or returns `None` when there are
     /// none. `twilio` is the account's REST client, when configured (outbound calls,
-    /// transfers); `texter` sends the agent's texts during calls; calls search `knowledge`.
+    /// transfers); `texter` sends the agent's texts during calls; calls search `knowledge`
+    /// and publish on `events`.
     pub async fn start(
         settings: &Settings,
         store: &Store,
         (twilio, texter): (Option<TwilioClient>, Texter),
         knowledge: &KnowledgeBase,
+        events: Arc<dyn EventSink>,
     ) -> anyhow::Result<Option<Arc<Self>>> {
         let Some(voice) = &settings.voice else {
             return Ok(None);
         };
         let runtime = Runtime::start(
             RuntimeArgs {
-                ports: provider_ports(voice, store, knowledge)?,
+                ports: provider_ports(voice, store, knowledge, events)?,
                 settings: CallSettings::default(),
             },
             None,
@@ -401,6 +403,7 @@ fn provider_ports(
     voice: &VoiceProviders,
     store: &Store,
     knowledge: &KnowledgeBase,
+    events: Arc<dyn EventSink>,
 ) -> anyhow::Result<RuntimePorts> {
     let openai = openai_client(voice)?;
     let mut elevenlabs = ElevenLabsConfig::new(voice.elevenlabs_api_key.clone())
@@ -423,5 +426,6 @@ fn provider_ports(
         vectors: knowledge.vectors(),
         embedder: knowledge.embedder(),
         directory: store,
+        events,
     })
 }

@@ -62,6 +62,12 @@ pub struct AgentFields {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<Object>, example = json!({"type": "object", "properties": {"vehicle": {"type": "string"}}}))]
     pub analysis_schema: Option<serde_json::Value>,
+    /// Search the knowledge base with the customer's words before each reply and give the
+    /// model the best chunks; default true.
+    pub auto_retrieval: Option<bool>,
+    /// Longest that search may take before the reply goes on without it, 0–2000 ms;
+    /// default 150.
+    pub retrieval_budget_ms: Option<i64>,
 }
 
 /// Deserializes a field that was given, `null` included, so `null` is judged (and refused)
@@ -76,6 +82,9 @@ where
 /// Most fallback models an agent may list: each one tried costs the caller a failed
 /// attempt's wait, so a long list only lengthens the silence before the apology.
 const MAX_FALLBACK_MODELS: usize = 3;
+
+/// Longest automatic-retrieval budget: beyond two seconds the caller hears the wait.
+const MAX_RETRIEVAL_BUDGET_MS: i64 = 2_000;
 
 /// A speech-to-text mode by its name.
 fn stt_mode(field: &str, raw: &str) -> Result<SttMode, ApiError> {
@@ -194,6 +203,14 @@ impl AgentFields {
         }
         if let Some(schema) = self.analysis_schema {
             base.analysis_schema = analysis_schema("analysis_schema", schema)?;
+        }
+        if let Some(on) = self.auto_retrieval {
+            base.auto_retrieval = on;
+        }
+        if let Some(budget) = self.retrieval_budget_ms {
+            let budget =
+                validate::range("retrieval_budget_ms", budget, 0, MAX_RETRIEVAL_BUDGET_MS)?;
+            base.retrieval_budget_ms = u32::try_from(budget).unwrap_or(u32::MAX);
         }
         Ok(base)
     }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use actors::conversation::is_variable_name;
 use actors::domain::{AgentId, LeadId, PhoneNumberId, TenantId, UserId};
-use actors::ports::Sentiment;
+use actors::ports::{EventSink, Sentiment};
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -313,6 +313,7 @@ pub async fn create(
         .store
         .create_lead(staff.tenant(), staff.actor(), &draft)
         .await?;
+    announce(&state, staff.tenant(), &lead, "created");
     tell_conversation(
         &state,
         staff.tenant(),
@@ -344,6 +345,7 @@ pub async fn update(
             fields.apply(assignee, current)
         })
         .await?;
+    announce(&state, staff.tenant(), &lead, "updated");
     if let Some(before) = before.filter(|b| b.phone != lead.draft.phone) {
         // The lead left its old number: that customer's conversation has no lead now.
         tell_conversation(&state, staff.tenant(), &before, BTreeMap::new()).await;
@@ -373,6 +375,7 @@ pub async fn delete(
         .store
         .delete_lead(staff.tenant(), staff.actor(), id)
         .await?;
+    announce(&state, staff.tenant(), &lead, "deleted");
     tell_conversation(&state, staff.tenant(), &lead.draft, BTreeMap::new()).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -444,6 +447,21 @@ pub async fn call(
     };
     let placed = place_call(&state, &staff, &phone, body.agent_id, body.from_number_id).await?;
     Ok((StatusCode::CREATED, axum::Json(placed)))
+}
+
+/// Publishes a `lead.updated` event: the lead as it now is, and what happened to it
+/// (`created`, `updated` or `deleted`).
+fn announce(state: &AppState, tenant: TenantId, lead: &Lead, change: &str) {
+    let mut data = serde_json::to_value(lead).unwrap_or_default();
+    if let Some(fields) = data.as_object_mut() {
+        fields.insert("change".to_owned(), change.into());
+    }
+    state.events.publish(actors::ports::TenantEvent {
+        tenant,
+        kind: "lead.updated",
+        call_id: None,
+        data,
+    });
 }
 
 /// Gives a running conversation of the lead's customer the lead's new `fields`, so the

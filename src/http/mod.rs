@@ -8,6 +8,7 @@ mod callbacks;
 mod calls;
 mod conversations;
 pub mod error;
+mod events;
 mod extract;
 mod health;
 mod knowledge;
@@ -37,6 +38,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{JwtKeys, RateLimiter};
 use crate::calls::CallService;
+use crate::events::EventBus;
 use crate::knowledge::ingest::KnowledgeBase;
 use crate::settings::{CorsOrigins, Settings};
 use crate::store::Store;
@@ -62,6 +64,8 @@ pub struct AppState {
     pub texter: Texter,
     /// Tenants' documents and the search over them.
     pub knowledge: Arc<KnowledgeBase>,
+    /// Live events, for the dashboard's streams and everything that publishes.
+    pub events: Arc<EventBus>,
 }
 
 impl AppState {
@@ -153,6 +157,8 @@ fn small_body_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(twilio::sms))
         .routes(routes!(twilio::sms_status))
         .routes(routes!(media::media))
+        .routes(routes!(events::stream))
+        .routes(routes!(events::ticket))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -24,29 +24,22 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use actors::domain::TenantId;
-use actors::knowledge::MAX_K;
 use actors::ports::{
     KnowledgeChunk, KnowledgeHit, KnowledgeQuery, PortError, PortResult, VectorStore,
 };
 use async_trait::async_trait;
-use qdrant_edge::bm25_embed::{EdgeBm25, EdgeBm25Config};
-use qdrant_edge::external::serde_json::{json, Map, Value};
+use qdrant_edge::external::serde_json::{Map, Value};
 use qdrant_edge::{
     Condition, CreateIndex, CreateVectorName, DenseVectorConfig, Distance, EdgeConfig, EdgeShard,
     EdgeSparseVectorParams, FieldCondition, FieldIndexOperations, Filter, Fusion, JsonPath, Match,
     Modifier, NamedQuery, NamedVectors, OperationError, PayloadFieldSchema, PayloadSchemaType,
     PointId, PointInsertOperations, PointOperations, PointStruct, PointStructPersisted, Prefetch,
-    QueryEnum, QueryRequest, ScoredPoint, ScoringQuery, UpdateOperation, ValueVariants,
-    VectorInternal, VectorNameConfig, VectorNameOperations, WalOptions, WithPayloadInterface,
-    WithVector,
+    QueryEnum, QueryRequest, ScoredPoint, ScoringQuery, SparseVector, UpdateOperation,
+    ValueVariants, VectorInternal, VectorNameConfig, VectorNameOperations, WalOptions,
+    WithPayloadInterface, WithVector,
 };
-use sha2::{Digest, Sha256};
 
-/// Name of the BM25 sparse vector every chunk has.
-const SPARSE: &str = "bm25";
-
-/// Payload key of the document a chunk belongs to; indexed, since deletes filter on it.
-const DOCUMENT_ID: &str = "document_id";
+use super::points::{self, dense_name, Bm25, DOCUMENT_ID, PREFETCH_FACTOR, RRF_K, SPARSE};
 
 /// File Qdrant Edge writes when it creates a shard; its presence means "load, don't create".
 const EDGE_CONFIG_FILE: &str = "edge_config.json";
@@ -54,25 +47,12 @@ const EDGE_CONFIG_FILE: &str = "edge_config.json";
 /// Size of one WAL segment. Edge preallocates it (32 MiB by default), once per tenant.
 const WAL_SEGMENT_BYTES: usize = 1 << 20;
 
-/// Each arm of a hybrid search fetches this many times `k` candidates before fusion, so a
-/// chunk ranked fair in both arms can still win.
-const PREFETCH_FACTOR: usize = 4;
-
-/// The usual reciprocal rank fusion constant (Qdrant's server default is 2; 60 is the
-/// literature's, and damps the weight of the very first ranks less abruptly).
-const RRF_K: usize = 60;
-
-/// Name of the dense vector of dimension `dim`.
-fn dense_name(dim: usize) -> String {
-    format!("dense_{dim}")
-}
-
 /// Knowledge chunks in Qdrant Edge shards on local disk. See the module docs.
 pub struct EdgeVectorStore {
     /// `<data_dir>/knowledge`: one directory per tenant below it.
     root: PathBuf,
     /// Turns text into BM25 sparse vectors, the same way for chunks and queries.
-    bm25: Arc<EdgeBm25>,
+    bm25: Arc<Bm25>,
     /// Shards opened so far. A directory must never be opened twice (Edge does not lock
     /// it), so opening happens under this lock (which may thus be held for the few
     /// milliseconds a shard takes to open).
@@ -91,14 +71,9 @@ impl EdgeVectorStore {
     /// A store keeping its shards under `<data_dir>/knowledge`. Nothing is created on disk
     /// until a tenant's first chunk is stored.
     pub fn new(data_dir: &Path) -> PortResult<Self> {
-        let bm25 = EdgeBm25::new(EdgeBm25Config {
-            language: Some("english".to_owned()),
-            ..EdgeBm25Config::default()
-        })
-        .map_err(|e| PortError::Unavailable(format!("knowledge store (BM25 model: {e})")))?;
         Ok(Self {
             root: data_dir.join("knowledge"),
-            bm25: Arc::new(bm25),
+            bm25: Arc::new(Bm25::english()?),
             shards: Arc::new(Mutex::new(HashMap::new())),
         })
     }
@@ -209,56 +184,26 @@ fn ensure_dense(edge: &EdgeShard, dims: &[usize]) -> PortResult<()> {
     Ok(())
 }
 
-/// Checks a chunk before it is stored, so bad input is refused rather than half-written.
-fn validate(chunk: &KnowledgeChunk) -> PortResult<()> {
-    if chunk.id.is_empty() || chunk.document_id.is_empty() {
-        return Err(PortError::Refused(
-            "a knowledge chunk needs an id and a document id".to_owned(),
-        ));
-    }
-    if let Some(dense) = &chunk.dense {
-        validate_dense(dense)?;
-    }
-    Ok(())
-}
-
-/// A dense vector must have components, all finite.
-fn validate_dense(dense: &[f32]) -> PortResult<()> {
-    if dense.is_empty() || !dense.iter().all(|x| x.is_finite()) {
-        return Err(PortError::Refused(
-            "a dense vector must be non-empty and finite".to_owned(),
-        ));
-    }
-    Ok(())
-}
-
-/// The point id of a chunk: a UUID derived from its id, so storing a chunk again replaces it.
-fn point_id(chunk_id: &str) -> PointId {
-    let digest = Sha256::digest(chunk_id.as_bytes());
-    let mut bytes = [0_u8; 16];
-    bytes.copy_from_slice(&digest[..16]);
-    PointId::Uuid(uuid::Builder::from_custom_bytes(bytes).into_uuid())
-}
-
-/// The point a chunk is stored as.
-fn point(bm25: &EdgeBm25, chunk: KnowledgeChunk) -> PointStruct {
-    let sparse = bm25.embed_document(&format!("{}\n{}", chunk.title, chunk.text));
+/// The point a chunk of `tenant` is stored as.
+fn point(bm25: &Bm25, tenant: TenantId, chunk: KnowledgeChunk) -> PointStruct {
+    let sparse = bm25.document(&chunk);
     let mut vectors = NamedVectors::default();
     if !sparse.indices.is_empty() {
-        vectors = vectors.add_vector(SPARSE, sparse);
+        vectors = vectors.add_vector(
+            SPARSE,
+            SparseVector {
+                indices: sparse.indices,
+                values: sparse.values,
+            },
+        );
     }
+    let id = PointId::Uuid(points::point_uuid(&tenant.to_string(), &chunk.id));
+    // An object: `PointStruct::new` panics on any other JSON value.
+    let payload = Value::Object(points::payload(&chunk));
     if let Some(dense) = chunk.dense {
         vectors = vectors.add_vector(dense_name(dense.len()), dense);
     }
-    // An object literal: `PointStruct::new` panics on any other JSON value.
-    let payload = json!({
-        "chunk_id": chunk.id,
-        DOCUMENT_ID: chunk.document_id,
-        "title": chunk.title,
-        "location": chunk.location,
-        "text": chunk.text,
-    });
-    PointStruct::new(point_id(&chunk.id), vectors, payload)
+    PointStruct::new(id, vectors, payload)
 }
 
 /// A nearest-neighbour query on the named vector.
@@ -272,16 +217,8 @@ fn nearest(using: String, query: VectorInternal) -> ScoringQuery {
 /// The chunk a search hit's payload describes; `None` if the payload is not one of ours.
 fn hit(point: ScoredPoint) -> Option<KnowledgeHit> {
     let payload = point.payload?.0;
-    let field = |key: &str| field(&payload, key);
     Some(KnowledgeHit {
-        chunk: KnowledgeChunk {
-            id: field("chunk_id")?,
-            document_id: field(DOCUMENT_ID)?,
-            title: field("title")?,
-            location: field("location")?,
-            text: field("text")?,
-            dense: None,
-        },
+        chunk: points::chunk_from_payload(|key| field(&payload, key))?,
         score: point.score,
     })
 }
@@ -327,21 +264,16 @@ impl VectorStore for EdgeVectorStore {
         if chunks.is_empty() {
             return Ok(());
         }
-        chunks.iter().try_for_each(validate)?;
+        chunks.iter().try_for_each(points::validate)?;
         let Some(shard) = self.shard(tenant, true).await? else {
             return Err(PortError::Unavailable("knowledge store".to_owned()));
         };
         let bm25 = Arc::clone(&self.bm25);
         blocking(move || {
-            let mut dims: Vec<usize> = chunks
-                .iter()
-                .filter_map(|c| c.dense.as_ref().map(Vec::len))
-                .collect();
-            dims.sort_unstable();
-            dims.dedup();
+            let dims = points::dense_dims(&chunks);
             let points: Vec<PointStructPersisted> = chunks
                 .into_iter()
-                .map(|chunk| point(&bm25, chunk).into())
+                .map(|chunk| point(&bm25, tenant, chunk).into())
                 .collect();
             shard.write(|edge| {
                 ensure_dense(edge, &dims)?;
@@ -359,21 +291,21 @@ impl VectorStore for EdgeVectorStore {
         tenant: TenantId,
         query: KnowledgeQuery,
     ) -> PortResult<Vec<KnowledgeHit>> {
-        let k = query.k.min(MAX_K);
-        if let Some(dense) = &query.dense {
-            validate_dense(dense)?;
-        }
-        if k == 0 {
+        let Some(k) = points::search_limit(&query)? else {
             return Ok(Vec::new());
-        }
+        };
         let Some(shard) = self.shard(tenant, false).await? else {
             return Ok(Vec::new());
         };
         let bm25 = Arc::clone(&self.bm25);
         blocking(move || {
             let mut arms = Vec::new();
-            let sparse = bm25.embed_query(&query.text);
+            let sparse = bm25.query(&query.text);
             if !sparse.indices.is_empty() {
+                let sparse = SparseVector {
+                    indices: sparse.indices,
+                    values: sparse.values,
+                };
                 arms.push(nearest(SPARSE.to_owned(), sparse.into()));
             }
             if let Some(dense) = query.dense {
@@ -453,20 +385,4 @@ mod tests {
         fn shared<T: Send + Sync>() {}
         shared::<EdgeShard>();
     };
-
-    #[test]
-    fn point_ids_are_stable_per_chunk_and_distinct_between_chunks() {
-        assert_eq!(point_id("doc-1#0"), point_id("doc-1#0"));
-        assert_ne!(point_id("doc-1#0"), point_id("doc-1#1"));
-    }
-
-    #[test]
-    fn bad_dense_vectors_are_refused() {
-        assert!(matches!(validate_dense(&[]), Err(PortError::Refused(_))));
-        assert!(matches!(
-            validate_dense(&[1.0, f32::NAN]),
-            Err(PortError::Refused(_))
-        ));
-        assert!(validate_dense(&[0.5, 0.5]).is_ok());
-    }
 }

@@ -1,13 +1,21 @@
 //! The knowledge base as the API uses it: an upload is recorded, then read, chunked,
 //! embedded and stored in the background, its status moving `queued` → `extracting` →
-//! `embedding` → `ready` (or `failed` with the reason a user can act on); searches and
+//! `embedding` → `ready` (or `failed` with the reason a user can act on), each step on the
+//! document's row and as a `document.status` event with its progress; searches and
 //! deletions go to the same vector store the calls' knowledge actors read.
+//!
+//! At most [`MAX_CONCURRENT_EXTRACTIONS`] documents are read at once (reading is CPU work
+//! off the async threads); others wait `queued`, so a burst of uploads cannot take every
+//! core from live calls.
 
 use std::sync::Arc;
 
 use actors::domain::TenantId;
 use actors::knowledge;
-use actors::ports::{Embedder, KnowledgeChunk, KnowledgeHit, PortResult, VectorStore};
+use actors::ports::{
+    Embedder, EventSink, KnowledgeChunk, KnowledgeHit, PortResult, TenantEvent, VectorStore,
+};
+use tokio::sync::Semaphore;
 
 use super::chunk::{self, ChunkSettings};
 use super::extract::{self, Limits};
@@ -16,26 +24,35 @@ use crate::store::{Document, DocumentStatus, Store, StoreError};
 /// Chunks embedded and stored per step; progress is reported after each.
 const INGEST_BATCH: usize = 64;
 
+/// Documents read at the same time, whatever the number of uploads.
+pub const MAX_CONCURRENT_EXTRACTIONS: usize = 2;
+
 /// Documents of every tenant: their records, their chunks and the search over them.
 pub struct KnowledgeBase {
     store: Store,
     vectors: Arc<dyn VectorStore>,
     embedder: Option<Arc<dyn Embedder>>,
+    /// Where each document's progress is announced.
+    events: Arc<dyn EventSink>,
+    /// Permits to read a document (see the module docs).
+    extractions: Arc<Semaphore>,
     limits: Limits,
 }
 
 impl KnowledgeBase {
     /// A knowledge base on `vectors`, with dense vectors from `embedder` when one is
-    /// configured (words alone otherwise).
+    /// configured (words alone otherwise), announcing documents' progress on `events`.
     pub fn new(
         store: Store,
-        vectors: Arc<dyn VectorStore>,
-        embedder: Option<Arc<dyn Embedder>>,
+        (vectors, embedder): (Arc<dyn VectorStore>, Option<Arc<dyn Embedder>>),
+        events: Arc<dyn EventSink>,
     ) -> Self {
         Self {
             store,
             vectors,
             embedder,
+            events,
+            extractions: Arc::new(Semaphore::new(MAX_CONCURRENT_EXTRACTIONS)),
             limits: Limits::default(),
         }
     }
@@ -59,6 +76,7 @@ impl KnowledgeBase {
         bytes: Vec<u8>,
     ) {
         let base = self.clone();
+        self.announce(tenant, &document, DocumentStatus::Queued, (0.0, 0), None);
         tokio::spawn(async move {
             let id = document.id;
             if let Err(reason) = base.ingest(tenant, &document, bytes).await {
@@ -66,10 +84,9 @@ impl KnowledgeBase {
                 // What was stored of it goes, so a failed document is never half searchable.
                 let _ = base.vectors.delete_document(tenant, &id.to_string()).await;
                 if let Err(error) = base
-                    .store
-                    .set_document_progress(
+                    .set_progress(
                         tenant,
-                        id,
+                        &document,
                         DocumentStatus::Failed,
                         (0.0, 0),
                         Some(&reason),
@@ -79,6 +96,49 @@ impl KnowledgeBase {
                     tracing::error!(document_id = %id, %error, "a failed document could not be marked failed");
                 }
             }
+        });
+    }
+
+    /// Records a document's progress and announces it; false when the document is gone.
+    async fn set_progress(
+        &self,
+        tenant: TenantId,
+        document: &Document,
+        status: DocumentStatus,
+        (done, chunks): (f64, i64),
+        failure: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let exists = self
+            .store
+            .set_document_progress(tenant, document.id, status, (done, chunks), failure)
+            .await?;
+        if exists {
+            self.announce(tenant, document, status, (done, chunks), failure);
+        }
+        Ok(exists)
+    }
+
+    /// Publishes a `document.status` event.
+    fn announce(
+        &self,
+        tenant: TenantId,
+        document: &Document,
+        status: DocumentStatus,
+        (done, chunks): (f64, i64),
+        failure: Option<&str>,
+    ) {
+        self.events.publish(TenantEvent {
+            tenant,
+            kind: "document.status",
+            call_id: None,
+            data: serde_json::json!({
+                "document_id": document.id,
+                "name": document.name,
+                "status": status.as_str(),
+                "progress": done,
+                "chunk_count": chunks,
+                "failure_reason": failure,
+            }),
         });
     }
 
@@ -92,9 +152,14 @@ impl KnowledgeBase {
         let id = document.id;
         let store_error = |e: StoreError| format!("the database failed: {e}");
         let progress = |status, done: f64, chunks: i64| {
-            self.store
-                .set_document_progress(tenant, id, status, (done, chunks), None)
+            self.set_progress(tenant, document, status, (done, chunks), None)
         };
+        // Waits, still `queued`, while other documents are being read.
+        let permit = self
+            .extractions
+            .acquire()
+            .await
+            .map_err(|_| "the server is shutting down".to_owned())?;
         if !progress(DocumentStatus::Extracting, 0.0, 0)
             .await
             .map_err(store_error)?
@@ -105,6 +170,7 @@ impl KnowledgeBase {
             .await
             .map_err(|e| e.to_string())?;
         let chunks = chunk::chunk(&document.name, &extracted, ChunkSettings::default());
+        drop(permit);
         if chunks.is_empty() {
             return Err("the document has no text to search".to_owned());
         }

@@ -6,3 +6,5 @@ pub mod chunk;
 pub mod edge;
 pub mod extract;
 pub mod ingest;
+pub mod points;
+pub mod qdrant;

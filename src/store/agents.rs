@@ -59,6 +59,11 @@ pub struct AgentDraft {
     /// call into the call's `extracted`; `{}` extracts nothing.
     #[schema(value_type = Object, example = json!({"type": "object", "properties": {"vehicle": {"type": "string"}}}))]
     pub analysis_schema: serde_json::Map<String, serde_json::Value>,
+    /// Whether the knowledge base is searched with the customer's words before each reply
+    /// and its best chunks given to the model.
+    pub auto_retrieval: bool,
+    /// Longest that search may take, in milliseconds; past it the reply goes on without it.
+    pub retrieval_budget_ms: u32,
 }
 
 impl Agent {
@@ -77,10 +82,16 @@ impl Agent {
             tools: d.enabled_tools.clone(),
             transfer_number: d.transfer_number.clone(),
             analysis_schema: d.analysis_schema.clone(),
+            auto_retrieval: d
+                .auto_retrieval
+                .then(|| std::time::Duration::from_millis(u64::from(d.retrieval_budget_ms))),
         }
     }
 }
 
+/// A new agent's automatic-retrieval budget: about what a caller does not notice on top of
+/// the model's own first-token time.
+pub const DEFAULT_RETRIEVAL_BUDGET_MS: u32 = 150;
 /// What a new agent says on pick-up until it is given its own words.
 pub const DEFAULT_FIRST_MESSAGE: &str = "Hello, thanks for calling. How can I help you today?";
 /// A new agent's voice: ElevenLabs' premade "Rachel", available on every account.
@@ -101,6 +112,8 @@ impl AgentDraft {
             enabled_tools: Vec::new(),
             transfer_number: None,
             analysis_schema: serde_json::Map::new(),
+            auto_retrieval: true,
+            retrieval_budget_ms: DEFAULT_RETRIEVAL_BUDGET_MS,
         }
     }
 }
@@ -119,6 +132,8 @@ struct AgentRow {
     analysis_schema: String,
     stt_mode: String,
     llm_fallback_models: String,
+    auto_retrieval: i64,
+    retrieval_budget_ms: i64,
     created_at: i64,
     updated_at: i64,
 }
@@ -145,6 +160,13 @@ impl TryFrom<AgentRow> for Agent {
                     .map(|n| E164::parse(&n).map_err(|e| StoreError::Corrupt(e.to_string())))
                     .transpose()?,
                 analysis_schema: parse_json(&r.analysis_schema)?,
+                auto_retrieval: r.auto_retrieval != 0,
+                retrieval_budget_ms: u32::try_from(r.retrieval_budget_ms).map_err(|_| {
+                    StoreError::Corrupt(format!(
+                        "retrieval_budget_ms {} is out of range",
+                        r.retrieval_budget_ms
+                    ))
+                })?,
             },
             created_at: time_of(r.created_at)?,
             updated_at: time_of(r.updated_at)?,
@@ -152,7 +174,7 @@ impl TryFrom<AgentRow> for Agent {
     }
 }
 
-const AGENT_COLUMNS: &str = "id, name, system_prompt, first_message, language, voice, llm_model, enabled_tools, transfer_number, analysis_schema, stt_mode, llm_fallback_models, created_at, updated_at";
+const AGENT_COLUMNS: &str = "id, name, system_prompt, first_message, language, voice, llm_model, enabled_tools, transfer_number, analysis_schema, stt_mode, llm_fallback_models, auto_retrieval, retrieval_budget_ms, created_at, updated_at";
 
 impl Store {
     /// Every agent of the tenant, by name.
@@ -188,13 +210,14 @@ impl Store {
             None => format!(
                 "INSERT INTO agents (tenant_id, id, name, system_prompt, first_message, language, voice, llm_model,
                     enabled_tools, transfer_number, created_at, updated_at, analysis_schema, stt_mode,
-                    llm_fallback_models)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14) RETURNING {AGENT_COLUMNS}"
+                    llm_fallback_models, auto_retrieval, retrieval_budget_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12, $13, $14, $15, $16) RETURNING {AGENT_COLUMNS}"
             ),
             Some(_) => format!(
                 "UPDATE agents SET name = $3, system_prompt = $4, first_message = $5, language = $6, voice = $7,
                     llm_model = $8, enabled_tools = $9, transfer_number = $10, updated_at = $11,
-                    analysis_schema = $12, stt_mode = $13, llm_fallback_models = $14
+                    analysis_schema = $12, stt_mode = $13, llm_fallback_models = $14,
+                    auto_retrieval = $15, retrieval_budget_ms = $16
                  WHERE tenant_id = $1 AND id = $2 RETURNING {AGENT_COLUMNS}"
             ),
         };
@@ -213,6 +236,8 @@ impl Store {
             .bind(to_json(&draft.analysis_schema))
             .bind(draft.stt_mode.as_str())
             .bind(to_json(&draft.llm_fallback_models))
+            .bind(i64::from(draft.auto_retrieval))
+            .bind(i64::from(draft.retrieval_budget_ms))
             .fetch_optional(&mut *tx)
             .await?;
         let agent: Agent = row.ok_or(StoreError::NotFound)?.try_into()?;

@@ -157,8 +157,8 @@ impl CallLog for Store {
             sqlx::query(
                 "INSERT INTO call_turns (id, tenant_id, call_id, seq, speaker, text, interrupted, started_at,
                     endpointing_ms, stt_ms, llm_first_token_ms, tts_first_byte_ms, voice_to_voice_ms, created_at,
-                    llm_first_sentence_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $8, $14)",
+                    llm_first_sentence_ms, retrieval_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $8, $14, $15)",
             )
             .bind(uuid::Uuid::now_v7().to_string())
             .bind(call.tenant.to_string())
@@ -178,6 +178,7 @@ impl CallLog for Store {
             .bind(t.tts_first_byte_ms.map(i64::from))
             .bind(t.voice_to_voice_ms.map(i64::from))
             .bind(t.llm_first_sentence_ms.map(i64::from))
+            .bind(t.retrieval_ms.map(i64::from))
             .execute(&mut *tx)
             .await?;
             tx.commit().await?;
@@ -298,6 +299,7 @@ struct TurnRow {
     stt_ms: Option<i64>,
     llm_first_token_ms: Option<i64>,
     llm_first_sentence_ms: Option<i64>,
+    retrieval_ms: Option<i64>,
     tts_first_byte_ms: Option<i64>,
     voice_to_voice_ms: Option<i64>,
 }
@@ -367,7 +369,7 @@ impl Store {
         let call_row = row.ok_or(StoreError::NotFound)?;
         let turns: Vec<TurnRow> = sqlx::query_as(
             "SELECT seq, speaker, text, interrupted, endpointing_ms, stt_ms, llm_first_token_ms, llm_first_sentence_ms,
-                tts_first_byte_ms, voice_to_voice_ms
+                retrieval_ms, tts_first_byte_ms, voice_to_voice_ms
              FROM call_turns WHERE tenant_id = $1 AND call_id = $2 ORDER BY seq",
         )
         .bind(tenant.to_string())
@@ -391,6 +393,7 @@ impl Store {
                     stt_ms: ms(t.stt_ms),
                     llm_first_token_ms: ms(t.llm_first_token_ms),
                     llm_first_sentence_ms: ms(t.llm_first_sentence_ms),
+                    retrieval_ms: ms(t.retrieval_ms),
                     tts_first_byte_ms: ms(t.tts_first_byte_ms),
                     voice_to_voice_ms: ms(t.voice_to_voice_ms),
                 },

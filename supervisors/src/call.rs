@@ -38,6 +38,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::restart::{RestartBudget, RestartPolicy};
+use crate::retrieval::{self, Retrieval};
 use crate::tenant::TenantMsg;
 use crate::text;
 use crate::tools::{self, CallAction, ToolContext};
@@ -147,6 +148,8 @@ pub enum CallMsg {
         turn: u64,
         /// The prompt.
         messages: Vec<ChatMessage>,
+        /// How long automatic retrieval took, when it answered within its budget.
+        retrieval_ms: Option<u32>,
     },
     /// The tools of `turn` have answered.
     ToolsDone {
@@ -598,9 +601,14 @@ impl Actor for CallSupervisor {
                     generate(state);
                 }
             }
-            CallMsg::PromptReady { turn, messages } => {
+            CallMsg::PromptReady {
+                turn,
+                messages,
+                retrieval_ms,
+            } => {
                 if let Some(current) = state.current.as_mut().filter(|c| c.turn == turn) {
                     current.prompt = messages;
+                    current.timings.retrieval_ms = retrieval_ms;
                     generate(state);
                 }
             }
@@ -846,21 +854,51 @@ fn on_transcript(myself: &ActorRef<CallMsg>, state: &mut CallState, text: String
     let conversation = state.args.conversation.clone();
     let system_prompt = state.args.agent.system_prompt.clone();
     let variables = state.args.variables.clone();
+    let retrieval = state
+        .args
+        .agent
+        .auto_retrieval
+        .map(|budget| (state.args.tenant.clone(), budget));
     let myself = myself.clone();
     tokio::spawn(async move {
-        let built = ractor::call_t!(
-            conversation,
-            |reply| ConversationMsg::BuildPrompt {
-                system_prompt: system_prompt.clone(),
-                variables,
-                reply,
-            },
-            CONVERSATION_TIMEOUT_MS
-        );
+        // The knowledge base is searched while the prompt is built, so retrieval within
+        // its budget adds nothing to the turn unless it is the slower of the two.
+        let knowledge = async {
+            match retrieval {
+                Some((tenant, budget)) => {
+                    Some(retrieval::retrieve(&tenant, text.clone(), budget).await)
+                }
+                None => None,
+            }
+        };
+        let prompt = async {
+            ractor::call_t!(
+                conversation,
+                |reply| ConversationMsg::BuildPrompt {
+                    system_prompt: system_prompt.clone(),
+                    variables,
+                    reply,
+                },
+                CONVERSATION_TIMEOUT_MS
+            )
+        };
+        let (knowledge, built) = tokio::join!(knowledge, prompt);
         // Without the history the model still gets the instructions and the words.
-        let messages = built
-            .unwrap_or_else(|_| vec![ChatMessage::System(system_prompt), ChatMessage::User(text)]);
-        let _ = myself.send_message(CallMsg::PromptReady { turn, messages });
+        let mut messages = built.unwrap_or_else(|_| {
+            vec![
+                ChatMessage::System(system_prompt),
+                ChatMessage::User(text.clone()),
+            ]
+        });
+        if let Some(Retrieval::Found { hits, .. }) = &knowledge {
+            retrieval::add_knowledge(&mut messages, hits);
+        }
+        let retrieval_ms = knowledge.as_ref().and_then(Retrieval::took_ms);
+        let _ = myself.send_message(CallMsg::PromptReady {
+            turn,
+            messages,
+            retrieval_ms,
+        });
     });
 }
 
@@ -1382,6 +1420,7 @@ mod tests {
                 serde_json::Value::Object(map) => map,
                 _ => unreachable!(),
             },
+            auto_retrieval: None,
         }
     }
 

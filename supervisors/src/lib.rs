@@ -2,7 +2,6 @@
 //!
 //! ```text
 //! Runtime (root supervisor)                          this crate
-//! ├── EventHub                                       actors: tenant-scoped fan-out to subscribers
 //! └── TenantSupervisor           one per tenant      this crate: config snapshot, call admission
 //!     ├── KnowledgeActor         one per tenant      actors: search and ingest
 //!     ├── ConversationActor      one per customer    actors: history across SMS and voice, prompts
@@ -16,7 +15,6 @@
 //!
 //! | supervisor | child | restart type | on too many failures |
 //! | --- | --- | --- | --- |
-//! | Runtime | EventHub | permanent | the runtime fails (its parent decides) |
 //! | Runtime | TenantSupervisor | transient, lazily: restarted on the tenant's next use | — |
 //! | TenantSupervisor | KnowledgeActor | permanent | given up on: calls go on, the knowledge tool says it is unavailable |
 //! | TenantSupervisor | ConversationActor | transient, lazily: reloaded from the store on next use | — |
@@ -68,6 +66,7 @@
 pub mod call;
 pub mod registry;
 pub mod restart;
+pub mod retrieval;
 pub mod runtime;
 pub mod tenant;
 pub mod text;

@@ -1,23 +1,23 @@
 //! `Runtime`: the root supervisor. Starts a tenant's supervisor on first use (reading the
-//! tenant's configuration through the directory port, off its own mailbox), owns the event
-//! hub, and drains for shutdown: no new calls, then wait for the live ones.
+//! tenant's configuration through the directory port, off its own mailbox) and drains for
+//! shutdown: no new calls, then wait for the live ones. Events go out through the
+//! [`EventSink`] port (the server's event bus, which also serves the dashboard and the
+//! knowledge base, so it outlives and does not depend on the runtime).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
 use actors::domain::TenantId;
-use actors::event_hub::{EventHub, EventHubArgs, EventHubMsg, EventHubSink, Subscription};
 use actors::ports::{
-    CallInfo, CallLog, ConversationStore, Embedder, LanguageModel, SpeechToText, Telephony,
-    TenantDirectory, TextToSpeech, VectorStore,
+    CallInfo, CallLog, ConversationStore, Embedder, EventSink, LanguageModel, SpeechToText,
+    Telephony, TenantDirectory, TextToSpeech, VectorStore,
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::time::Instant;
 
 use crate::call::{CallMsg, CallPorts, CallSettings};
 use crate::registry::{Registry, Started};
-use crate::restart::RestartBudget;
 use crate::tenant::{Refusal, TenantArgs, TenantMsg, TenantPorts, TenantSupervisor};
 use crate::text::{TextAnswer, TextError, TextTurn};
 use actors::conversation::ConversationMsg;
@@ -45,6 +45,8 @@ pub struct RuntimePorts {
     pub embedder: Option<Arc<dyn Embedder>>,
     /// Tenants' configuration.
     pub directory: Arc<dyn TenantDirectory>,
+    /// Where calls publish their events.
+    pub events: Arc<dyn EventSink>,
 }
 
 /// Messages to the root supervisor.
@@ -69,8 +71,6 @@ pub enum RuntimeMsg {
     Tenants(RpcReplyPort<Vec<ActorRef<TenantMsg>>>),
     /// Stop admitting calls everywhere.
     Drain,
-    /// The event hub.
-    Hub(RpcReplyPort<ActorRef<EventHubMsg>>),
 }
 
 /// What the runtime is started with.
@@ -84,8 +84,6 @@ pub struct RuntimeArgs {
 /// The root supervisor's state.
 pub struct RuntimeState {
     args: RuntimeArgs,
-    hub: ActorRef<EventHubMsg>,
-    hub_budget: RestartBudget,
     tenants: Registry<TenantId, ActorRef<TenantMsg>>,
     tenant_ids: HashMap<ractor::ActorId, TenantId>,
     draining: bool,
@@ -104,7 +102,7 @@ impl RuntimeState {
                 tts: ports.tts.clone(),
                 call_log: ports.call_log.clone(),
                 conversations: ports.conversations.clone(),
-                events: Arc::new(EventHubSink(self.hub.clone())),
+                events: ports.events.clone(),
             },
             vectors: ports.vectors.clone(),
             embedder: ports.embedder.clone(),
@@ -119,16 +117,11 @@ impl Actor for RuntimeActor {
 
     async fn pre_start(
         &self,
-        myself: ActorRef<RuntimeMsg>,
+        _myself: ActorRef<RuntimeMsg>,
         args: RuntimeArgs,
     ) -> Result<RuntimeState, ActorProcessingErr> {
-        let (hub, _) =
-            EventHub::spawn_linked(None, EventHub, EventHubArgs::default(), myself.get_cell())
-                .await?;
         Ok(RuntimeState {
-            hub_budget: RestartBudget::new(args.settings.restart),
             args,
-            hub,
             tenants: Registry::default(),
             tenant_ids: HashMap::new(),
             draining: false,
@@ -213,16 +206,13 @@ impl Actor for RuntimeActor {
                     let _ = tenant.send_message(TenantMsg::Drain);
                 }
             }
-            RuntimeMsg::Hub(reply) => {
-                let _ = reply.send(state.hub.clone());
-            }
         }
         Ok(())
     }
 
     async fn handle_supervisor_evt(
         &self,
-        myself: ActorRef<RuntimeMsg>,
+        _myself: ActorRef<RuntimeMsg>,
         event: SupervisionEvent,
         state: &mut RuntimeState,
     ) -> Result<(), ActorProcessingErr> {
@@ -235,15 +225,7 @@ impl Actor for RuntimeActor {
             _ => return Ok(()),
         };
         let id = cell.get_id();
-        if id == state.hub.get_id() {
-            if !state.hub_budget.allow_restart(Instant::now()) {
-                return Err("the event hub keeps failing".into());
-            }
-            state.hub =
-                EventHub::spawn_linked(None, EventHub, EventHubArgs::default(), myself.get_cell())
-                    .await?
-                    .0;
-        } else if state.tenant_ids.remove(&id).is_some() {
+        if state.tenant_ids.remove(&id).is_some() {
             // A tenant supervisor stopped: the next use of the tenant starts a fresh one.
             state.tenants.forget(|t| t.get_id() == id);
         }
@@ -391,21 +373,6 @@ impl Runtime {
         )
         .await
         .map_err(unavailable)?
-    }
-
-    /// Subscribes to a tenant's events.
-    pub async fn subscribe(
-        &self,
-        tenant: TenantId,
-        capacity: usize,
-    ) -> Result<Subscription, RuntimeError> {
-        let hub = ask(&self.actor, RuntimeMsg::Hub).await?;
-        ask(&hub, |reply| EventHubMsg::Subscribe {
-            tenant,
-            capacity,
-            reply,
-        })
-        .await
     }
 
     /// A tenant's settings changed; its supervisor reloads them.

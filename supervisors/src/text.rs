@@ -17,6 +17,7 @@ use actors::ports::{
 use futures::StreamExt;
 use ractor::ActorRef;
 
+use crate::retrieval::{self, Retrieval};
 use crate::tools::{self, CallAction, ToolContext};
 
 /// How the agent writes by text, added to its system prompt.
@@ -105,6 +106,19 @@ pub(crate) async fn answer(job: TextJob) -> Result<TextAnswer, TextError> {
         CONVERSATION_TIMEOUT_MS
     )
     .map_err(|e| TextError::Unavailable(format!("the conversation did not answer: {e}")))?;
+    if let Some(budget) = job.agent.auto_retrieval {
+        let latest = messages.iter().rev().find_map(|m| match m {
+            ChatMessage::User(text) => Some(text.clone()),
+            _ => None,
+        });
+        if let Some(query) = latest {
+            if let Retrieval::Found { hits, .. } =
+                retrieval::retrieve(&job.tools.tenant, query, budget).await
+            {
+                retrieval::add_knowledge(&mut messages, &hits);
+            }
+        }
+    }
     let specs = tools::specs(&job.tools.enabled);
     let mut llm_tokens = 0;
     for round in 0..=MAX_TOOL_ROUNDS {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actors::domain::{AgentId, CallId, TenantId, E164};
+use actors::event_hub::{EventHub, EventHubArgs, EventHubMsg, EventHubSink, Subscription};
 use actors::knowledge::KnowledgeMsg;
 use actors::ports::TenantDirectory;
 use actors::ports::{
@@ -20,7 +21,7 @@ use actors::testing::{
     FakePhone, HashEmbedder, MemoryCallLog, MemoryConversationStore, MemoryVectorStore, Probe,
     ScriptedLlm, ScriptedStt, StaticDirectory, ToneTts,
 };
-use ractor::ActorRef;
+use ractor::{Actor, ActorRef};
 use supervisors::call::{CallMsg, CallPhase, CallSettings, ANALYSIS_INSTRUCTIONS};
 use supervisors::runtime::{Runtime, RuntimeArgs, RuntimePorts};
 use supervisors::tenant::Refusal;
@@ -30,6 +31,8 @@ const SPEECH: &[u8] = include_bytes!("../../actors/tests/fixtures/sentence.ulaw"
 
 struct World {
     runtime: Runtime,
+    /// Where the calls' events go, for the tests that watch them.
+    hub: ActorRef<EventHubMsg>,
     probe: Probe,
     stt: Arc<ScriptedStt>,
     /// Frames of caller audio every session was fed, for usage.
@@ -55,6 +58,7 @@ fn agent(tools: Vec<Tool>) -> AgentConfig {
         tools,
         transfer_number: Some(E164::parse("+14155550100").unwrap()),
         analysis_schema: serde_json::Map::new(),
+        auto_retrieval: None,
     }
 }
 
@@ -137,6 +141,9 @@ async fn world_with(
     let stt_frames = Arc::new(AtomicU64::new(0));
     let log = Arc::new(MemoryCallLog::default());
     let conversations = Arc::new(MemoryConversationStore::default());
+    let (hub, _) = Actor::spawn(None, EventHub, EventHubArgs::default())
+        .await
+        .expect("the event hub starts");
     let ports = RuntimePorts {
         stt: Arc::new(CountingStt {
             inner: stt.clone(),
@@ -149,6 +156,7 @@ async fn world_with(
         vectors: Arc::new(MemoryVectorStore::default()),
         embedder: Some(Arc::new(HashEmbedder::default())),
         directory: directory.clone(),
+        events: Arc::new(EventHubSink(hub.clone())),
     };
     let probe = Probe::start().await;
     let runtime = Runtime::start(
@@ -162,6 +170,7 @@ async fn world_with(
     .expect("the runtime starts");
     World {
         runtime,
+        hub,
         probe,
         stt,
         stt_frames,
@@ -179,6 +188,21 @@ fn echo_reply(request: &actors::ports::LlmRequest) -> Vec<LlmDelta> {
 }
 
 impl World {
+    /// The tenant's live events.
+    async fn subscribe(&self) -> Subscription {
+        ractor::call_t!(
+            self.hub,
+            |reply| EventHubMsg::Subscribe {
+                tenant: self.tenant,
+                capacity: 256,
+                after: None,
+                reply,
+            },
+            1000
+        )
+        .expect("the hub answers")
+    }
+
     fn call_info(&self, customer: &str) -> CallInfo {
         CallInfo {
             call_id: CallId::new(),
@@ -269,7 +293,7 @@ async fn a_call_of_several_turns_is_answered_recorded_and_remembered() {
             "That's all, thanks",
         ],
     );
-    let mut events = world.runtime.subscribe(world.tenant, 256).await.unwrap();
+    let mut events = world.subscribe().await;
     let (info, call, phone) = world.dial("+15550001").await.unwrap();
 
     after_turns(&world.log, &info, &call, 1)
@@ -317,7 +341,7 @@ async fn a_call_of_several_turns_is_answered_recorded_and_remembered() {
     let mut kinds = Vec::new();
     while let Some(item) = events.try_recv() {
         match item {
-            actors::event_hub::HubItem::Event(event) => kinds.push(event.kind),
+            actors::event_hub::HubItem::Event(stamped) => kinds.push(stamped.event.kind),
             other => panic!("no event should be lost: {other:?}"),
         }
     }

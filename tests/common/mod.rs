@@ -192,6 +192,32 @@ impl TestApp {
         .expect("the call is recorded as ended")
     }
 
+    /// Uploads `bytes` as the knowledge-base document `file_name`; returns status and body.
+    pub async fn upload_document(
+        &self,
+        token: &str,
+        file_name: &str,
+        bytes: &[u8],
+    ) -> (StatusCode, Value) {
+        let boundary = format!("sb-{}", uuid::Uuid::new_v4().simple());
+        let mut form = switchboard::providers::openai::MultipartBody::new(&boundary);
+        form.file("file", file_name, "application/octet-stream", bytes);
+        let res = self
+            .client
+            .post(format!("{}/v1/knowledge/documents", self.base))
+            .bearer_auth(token)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/form-data; boundary={boundary}"),
+            )
+            .body(form.finish())
+            .send()
+            .await
+            .expect("the server answers");
+        let status = res.status();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn delete(&self, path: &str, token: &str) -> (StatusCode, Value) {
         self.call(Method::DELETE, path, Some(token), None).await
     }
@@ -437,6 +463,106 @@ pub async fn shared_database_url() -> String {
             let dir = std::env::temp_dir().join(format!("sbshared-{}", uuid::Uuid::new_v4()));
             std::fs::create_dir_all(&dir).unwrap();
             format!("sqlite://{}?mode=rwc", dir.join("shared.db").display())
+        }
+    }
+}
+
+/// One Server-Sent Event as a client receives it.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    /// `id:`, if the event had one.
+    pub id: Option<String>,
+    /// `event:`.
+    pub event: String,
+    /// `data:`, parsed as JSON.
+    pub data: Value,
+}
+
+/// A client's end of `GET /v1/events`, read event by event.
+pub struct EventStream {
+    response: reqwest::Response,
+    buffer: String,
+}
+
+impl EventStream {
+    /// Opens the stream at `path_and_query` with `token` as bearer (or none) and extra
+    /// headers; panics unless the server answers 200 with an event stream.
+    pub async fn open(
+        app: &TestApp,
+        path_and_query: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+    ) -> Self {
+        let mut request = app.client.get(format!("{}{path_and_query}", app.base));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.expect("the server answers");
+        assert_eq!(response.status(), StatusCode::OK);
+        assert_eq!(
+            response.headers()["content-type"],
+            "text/event-stream",
+            "an event stream"
+        );
+        Self {
+            response,
+            buffer: String::new(),
+        }
+    }
+
+    /// The next event (comments and keep-alives skipped), or `None` if none comes within
+    /// `wait` or the stream ends.
+    pub async fn next(&mut self, wait: std::time::Duration) -> Option<SseEvent> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(end) = self.buffer.find("\n\n") {
+                let block: String = self.buffer.drain(..end + 2).collect();
+                let (mut id, mut event, mut data) = (None, String::from("message"), String::new());
+                for line in block.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = Some(v.trim().to_owned());
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        event = v.trim().to_owned();
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data.push_str(v.trim_start());
+                    }
+                }
+                if data.is_empty() {
+                    continue; // a comment or a retry hint
+                }
+                let data = serde_json::from_str(&data).expect("event data is JSON");
+                return Some(SseEvent { id, event, data });
+            }
+            let chunk = tokio::time::timeout_at(deadline, self.response.chunk())
+                .await
+                .ok()?
+                .expect("the stream reads")?;
+            self.buffer.push_str(&String::from_utf8_lossy(&chunk));
+        }
+    }
+
+    /// Events until one of type `until` (included), failing after `wait`.
+    pub async fn until(&mut self, until: &str, wait: std::time::Duration) -> Vec<SseEvent> {
+        let mut seen = Vec::new();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let event = self.next(left).await.unwrap_or_else(|| {
+                panic!(
+                    "no {until} event came; saw {:?}",
+                    seen.iter()
+                        .map(|e: &SseEvent| e.event.clone())
+                        .collect::<Vec<_>>()
+                )
+            });
+            let done = event.event == until;
+            seen.push(event);
+            if done {
+                return seen;
+            }
         }
     }
 }
