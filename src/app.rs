@@ -21,6 +21,7 @@ use crate::providers::openai::OpenAiEmbedder;
 use crate::settings::Settings;
 use crate::store::Store;
 use crate::texts::Texter;
+use crate::webhooks::Webhooks;
 use actors::ports::{Embedder, EventSink, VectorStore};
 
 /// How long shutdown waits for live calls to end before cutting them off.
@@ -48,18 +49,20 @@ impl Application {
                 .context("connecting to REDIS_URL")?,
             None => RateLimiter::local(),
         };
+        let webhooks = Webhooks::new(store.clone(), settings.webhooks)?;
+        let tap = Some(webhooks.tap());
         let events = match &settings.redis_url {
-            Some(url) => EventBus::redis(url, settings.redis_key_prefix.clone())
+            Some(url) => EventBus::redis(url, settings.redis_key_prefix.clone(), tap)
                 .await
                 .context("connecting to REDIS_URL for events")?,
-            None => EventBus::local().await?,
+            None => EventBus::local(tap).await?,
         };
         let listener = TcpListener::bind(settings.listen)
             .await
             .with_context(|| format!("listening on {} (SWITCHBOARD_LISTEN)", settings.listen))?;
         let public_url: Arc<str> = settings.public_url_or(listener.local_addr()?).into();
         let twilio = calls::twilio_client(&settings)?;
-        let texter = Texter::new(store.clone(), twilio.clone(), &public_url);
+        let texter = Texter::new(store.clone(), twilio.clone(), &public_url, events.clone());
         let knowledge = Arc::new(knowledge_base(&settings, &store, events.clone())?);
         match store.fail_interrupted_documents().await {
             Ok(0) => {}
@@ -96,6 +99,7 @@ impl Application {
             texter,
             knowledge,
             events,
+            webhooks,
             store,
             jwt: JwtKeys::new(&settings.jwt_secret),
             limiter: Arc::new(limiter),
@@ -131,6 +135,7 @@ impl Application {
         let store = self.state.store.clone();
         let calls = self.state.calls.clone();
         let (stop_callbacks, callbacks_stopped) = tokio::sync::watch::channel(false);
+        let dispatcher = Arc::clone(&self.state.webhooks).spawn(callbacks_stopped.clone());
         let callbacks = self
             .callbacks
             .map(|scheduler| scheduler.spawn(callbacks_stopped));
@@ -148,6 +153,7 @@ impl Application {
                 tracing::warn!(%error, "the callback scheduler ended badly");
             }
         }
+        let _ = dispatcher.await;
         if let Some(calls) = calls {
             calls.shut_down(CALL_DRAIN_DEADLINE).await;
         }

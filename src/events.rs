@@ -65,6 +65,8 @@ pub const TICKET_TTL: Duration = Duration::from_secs(30);
 pub struct EventBus {
     /// The hub; replaced if it ever stops while the bus is in use.
     hub: Arc<RwLock<ActorRef<EventHubMsg>>>,
+    /// Also gets every event published here (the webhooks' outbox), once per cluster.
+    tap: Option<Arc<dyn EventSink>>,
     /// Redis, when events are shared between nodes.
     redis: Option<RedisEvents>,
     /// Unused stream tickets by their SHA-256, when kept in process.
@@ -92,17 +94,23 @@ pub struct Opened {
 }
 
 impl EventBus {
-    /// A bus kept in this process.
-    pub async fn local() -> anyhow::Result<Arc<Self>> {
+    /// A bus kept in this process; `tap` also gets every event.
+    pub async fn local(tap: Option<Arc<dyn EventSink>>) -> anyhow::Result<Arc<Self>> {
         Ok(Arc::new(Self {
             hub: start_hub().await?,
+            tap,
             redis: None,
             tickets: Mutex::default(),
         }))
     }
 
     /// A bus shared through Redis at `url`; fails within seconds when Redis is unreachable.
-    pub async fn redis(url: &SecretString, prefix: String) -> anyhow::Result<Arc<Self>> {
+    /// `tap` gets every event published on this node.
+    pub async fn redis(
+        url: &SecretString,
+        prefix: String,
+        tap: Option<Arc<dyn EventSink>>,
+    ) -> anyhow::Result<Arc<Self>> {
         let (client, conn) = crate::redis_client::connect(url).await?;
         let hub = start_hub().await?;
         let (outbox, queued) = mpsc::channel(OUTBOX);
@@ -116,6 +124,7 @@ impl EventBus {
         ));
         Ok(Arc::new(Self {
             hub,
+            tap,
             redis: Some(RedisEvents {
                 outbox,
                 conn,
@@ -228,6 +237,9 @@ impl EventBus {
 
 impl EventSink for EventBus {
     fn publish(&self, event: TenantEvent) {
+        if let Some(tap) = &self.tap {
+            tap.publish(event.clone());
+        }
         match &self.redis {
             None => EventHubSink(self.hub()).publish(event),
             Some(redis) => {

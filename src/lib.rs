@@ -30,3 +30,4 @@ pub mod telemetry;
 pub mod testing;
 pub mod texts;
 pub mod twilio;
+pub mod webhooks;

@@ -186,6 +186,27 @@ pub struct SettingsArgs {
     /// API key of the Qdrant server, when it asks for one.
     #[arg(long, env = "QDRANT_API_KEY", hide_env_values = true, global = true)]
     pub qdrant_api_key: Option<String>,
+    /// Allow webhook endpoints on loopback and private addresses (refused by default, as a
+    /// request forgery guard).
+    #[arg(
+        long,
+        env = "WEBHOOKS_ALLOW_PRIVATE",
+        default_value = "false",
+        global = true
+    )]
+    pub webhooks_allow_private: String,
+    /// Wait, in milliseconds, before a failed webhook delivery is first retried; each later
+    /// retry waits twice as long (at most two hours), for a day.
+    #[arg(
+        long,
+        env = "WEBHOOK_RETRY_BASE_MS",
+        default_value = "10000",
+        global = true
+    )]
+    pub webhook_retry_base_ms: String,
+    /// How often, in milliseconds, each node looks for webhook deliveries that are due.
+    #[arg(long, env = "WEBHOOK_POLL_MS", default_value = "1000", global = true)]
+    pub webhook_poll_ms: String,
     /// The Qdrant collection holding every tenant's knowledge chunks.
     #[arg(
         long,
@@ -270,6 +291,8 @@ pub struct Settings {
     pub callback_poll: Duration,
     /// The Qdrant server for the knowledge base; `None`: the embedded store.
     pub qdrant: Option<QdrantServer>,
+    /// Outbound webhooks.
+    pub webhooks: crate::webhooks::WebhookSettings,
 }
 
 /// A Qdrant server holding the knowledge base.
@@ -485,6 +508,20 @@ impl Settings {
                 "CALLBACK_POLL_MS (--callback-poll-ms)",
                 &args.callback_poll_ms,
             )?),
+            webhooks: crate::webhooks::WebhookSettings {
+                allow_private: flag(
+                    "WEBHOOKS_ALLOW_PRIVATE (--webhooks-allow-private)",
+                    &args.webhooks_allow_private,
+                )?,
+                retry_base: Duration::from_millis(positive(
+                    "WEBHOOK_RETRY_BASE_MS (--webhook-retry-base-ms)",
+                    &args.webhook_retry_base_ms,
+                )?),
+                poll: Duration::from_millis(positive(
+                    "WEBHOOK_POLL_MS (--webhook-poll-ms)",
+                    &args.webhook_poll_ms,
+                )?),
+            },
             qdrant: qdrant_server(args.qdrant_url, args.qdrant_api_key, args.qdrant_collection)?,
         })
     }
@@ -527,6 +564,18 @@ fn qdrant_server(
         api_key: non_empty(api_key).map(SecretString::from),
         collection,
     }))
+}
+
+/// A yes/no setting: `true`/`false`, `1`/`0`, `yes`/`no`.
+fn flag(variable: &'static str, raw: &str) -> Result<bool, SettingsError> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" => Ok(true),
+        "false" | "0" | "no" | "" => Ok(false),
+        other => Err(bad(
+            variable,
+            format!("`{other}` is neither true nor false"),
+        )),
+    }
 }
 
 fn non_empty(value: Option<String>) -> Option<String> {

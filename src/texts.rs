@@ -3,11 +3,12 @@
 //! to; staff text customers from the dashboard. Every text, either way, is stored with what
 //! Twilio says of it, and joins the conversation the agent reads on every channel.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actors::conversation::ConversationMsg;
 use actors::domain::{TenantId, UserId, E164};
-use actors::ports::{Channel, HistoryEntry, Speaker};
+use actors::ports::{Channel, EventSink, HistoryEntry, Speaker, TenantEvent};
 use ractor::ActorRef;
 use supervisors::text::TextTurn;
 
@@ -117,16 +118,43 @@ pub struct Texter {
     twilio: Option<TwilioClient>,
     /// Where Twilio reports delivery: `PUBLIC_URL/twilio/sms/status`.
     status_url: String,
+    /// Where each text sent or received is announced (`sms.sent`, `sms.received`).
+    events: Arc<dyn EventSink>,
 }
 
 impl Texter {
     /// A texter on the account's REST client (`None`: texts cannot be sent).
-    pub fn new(store: Store, twilio: Option<TwilioClient>, public_url: &str) -> Self {
+    pub fn new(
+        store: Store,
+        twilio: Option<TwilioClient>,
+        public_url: &str,
+        events: Arc<dyn EventSink>,
+    ) -> Self {
         Self {
             store,
             twilio,
             status_url: format!("{public_url}/twilio/sms/status"),
+            events,
         }
+    }
+
+    /// Publishes `sms.received` (from the customer) or `sms.sent` for a stored text.
+    pub fn announce(&self, tenant: TenantId, customer: &str, message: &Message) {
+        let kind = if message.direction == "inbound" {
+            "sms.received"
+        } else {
+            "sms.sent"
+        };
+        let mut data = serde_json::to_value(message).unwrap_or_default();
+        if let Some(fields) = data.as_object_mut() {
+            fields.insert("customer".to_owned(), customer.into());
+        }
+        self.events.publish(TenantEvent {
+            tenant,
+            kind,
+            call_id: message.call_id,
+            data,
+        });
     }
 
     /// Whether texts can be sent (Twilio's REST API is configured).
@@ -167,13 +195,15 @@ impl Texter {
             llm_tokens: i64::try_from(llm_tokens).unwrap_or(i64::MAX),
             at_ms: crate::store::now_ms(),
         };
-        Ok(self
-            .store
-            .record_message(tenant, &text)
-            .await?
-            .ok_or(StoreError::Conflict(
-                "Twilio gave a message SID that is already stored",
-            ))?)
+        let message =
+            self.store
+                .record_message(tenant, &text)
+                .await?
+                .ok_or(StoreError::Conflict(
+                    "Twilio gave a message SID that is already stored",
+                ))?;
+        self.announce(tenant, customer.as_str(), &message);
+        Ok(message)
     }
 }
 
@@ -236,6 +266,7 @@ pub async fn receive_text(
         return Ok(WebhookReply::Nothing);
     };
     remember(conversation.as_ref(), &message, Speaker::Customer);
+    state.texter.announce(tenant, &text.from, &message);
     if let Some(user) = taken_over {
         tracing::info!(tenant_id = %tenant, user_id = %user, "a text to a conversation staff have taken over; the agent stays quiet");
         return Ok(WebhookReply::Nothing);
@@ -323,6 +354,7 @@ pub async fn receive_text(
     };
     if let Some(message) = state.store.record_message(tenant, &stored).await? {
         remember(conversation.as_ref(), &message, Speaker::Agent);
+        state.texter.announce(tenant, &text.from, &message);
     }
     Ok(WebhookReply::Message(reply))
 }

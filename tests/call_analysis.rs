@@ -207,7 +207,7 @@ async fn a_call_through_the_runtime_leaves_its_usage_and_analysis_in_sql() {
                 vectors: Arc::new(MemoryVectorStore::default()),
                 embedder: None,
                 directory: Arc::new(app.store.clone()),
-                events: switchboard::events::EventBus::local().await.unwrap(),
+                events: switchboard::events::EventBus::local(None).await.unwrap(),
             },
             settings: CallSettings::default(),
         },
@@ -289,7 +289,10 @@ async fn a_call_through_the_runtime_leaves_its_usage_and_analysis_in_sql() {
     assert_eq!(usage.tts_characters, spoken as i64);
     assert_eq!(usage.sms_segments, 0);
     assert_eq!(
-        app.store.usage_totals(tenant, since).await.unwrap(),
+        app.store
+            .usage_totals(tenant, (since, i64::MAX))
+            .await
+            .unwrap(),
         usage,
         "the tenant's only call is all its usage"
     );

@@ -66,6 +66,10 @@ struct Ids {
     callback: String,
     conversation: String,
     document: String,
+    call: String,
+    webhook: String,
+    /// A delivery id (none exists: any id of A's endpoint must be a 404 for B).
+    delivery: String,
 }
 
 fn none(_: &Ids) -> Option<Value> {
@@ -265,6 +269,61 @@ fn routes() -> Vec<Route> {
         ),
         r(Method::GET, "/twilio/media", Public, false, none),
         r(Method::GET, "/v1/events", Stream, false, none),
+        r(Method::GET, "/v1/calls", OwnTenant, false, none),
+        r(Method::GET, "/v1/analytics/summary", OwnTenant, false, none),
+        r(Method::GET, "/v1/usage", OwnTenant, false, none),
+        r(Method::GET, "/v1/calls/{id}", ById, false, none),
+        r(
+            Method::POST,
+            "/v1/calls/{id}/hangup",
+            ById,
+            Need::CustomerRole,
+            |_| Some(json!({})),
+        ),
+        r(
+            Method::POST,
+            "/v1/calls/{id}/transfer",
+            ById,
+            Need::CustomerRole,
+            |_| Some(json!({"to": "+14155550100"})),
+        ),
+        r(
+            Method::POST,
+            "/v1/calls/{id}/say",
+            ById,
+            Need::CustomerRole,
+            |_| Some(json!({"text": "One moment please."})),
+        ),
+        r(
+            Method::GET,
+            "/v1/calls/{id}/listen",
+            ById,
+            Need::CustomerRole,
+            none,
+        ),
+        r(Method::GET, "/v1/webhooks", OwnTenant, true, none),
+        r(Method::POST, "/v1/webhooks", OwnTenant, true, |_| {
+            Some(json!({"url": "https://8.8.8.8/hook", "event_types": ["quota.exceeded"]}))
+        }),
+        r(Method::GET, "/v1/webhooks/{id}", ById, true, none),
+        r(Method::PATCH, "/v1/webhooks/{id}", ById, true, |_| {
+            Some(json!({"enabled": false}))
+        }),
+        r(Method::DELETE, "/v1/webhooks/{id}", ById, true, none),
+        r(
+            Method::GET,
+            "/v1/webhooks/{id}/deliveries",
+            ById,
+            true,
+            none,
+        ),
+        r(
+            Method::POST,
+            "/v1/webhooks/{id}/deliveries/{delivery_id}/redeliver",
+            ById,
+            true,
+            |_| Some(json!({})),
+        ),
         r(Method::POST, "/v1/events/ticket", OwnTenant, false, none),
     ]
 }
@@ -282,10 +341,17 @@ fn path_for(route: &Route, ids: &Ids) -> String {
         &ids.conversation
     } else if route.path.starts_with("/v1/knowledge") {
         &ids.document
+    } else if route.path.starts_with("/v1/calls") {
+        &ids.call
+    } else if route.path.starts_with("/v1/webhooks") {
+        &ids.webhook
     } else {
         &ids.number
     };
-    route.path.replace("{id}", id)
+    route
+        .path
+        .replace("{id}", id)
+        .replace("{delivery_id}", &ids.delivery)
 }
 
 async fn seed(app: &TestApp) -> (Login, Ids) {
@@ -337,9 +403,36 @@ async fn seed(app: &TestApp) -> (Login, Ids) {
         .unwrap()
         .id
         .to_string();
+    let call = actors::domain::CallId::new();
+    app.store
+        .create_call(
+            tenant,
+            &switchboard::store::NewCall {
+                id: call,
+                call_sid: common::call_sid(),
+                agent: agent.parse().unwrap(),
+                phone_number: number.parse().unwrap(),
+                direction: switchboard::store::Direction::Inbound,
+                from: unique_number(),
+                to: actors::domain::E164::parse(&unique_number()).unwrap(),
+            },
+        )
+        .await
+        .unwrap();
+    let (status, webhook) = app
+        .post(
+            "/v1/webhooks",
+            Some(&a.access),
+            json!({"url": "https://8.8.8.8/hook", "event_types": ["quota.exceeded"]}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{webhook}");
     (
         a,
         Ids {
+            call: call.to_string(),
+            webhook: webhook["id"].as_str().unwrap().to_owned(),
+            delivery: uuid::Uuid::new_v4().to_string(),
             user: staff.user_id,
             agent,
             number,
@@ -389,6 +482,8 @@ async fn another_tenants_ids_are_not_found_and_its_rows_never_listed() {
         &ids.number,
         &ids.lead,
         &ids.callback,
+        &ids.call,
+        &ids.webhook,
     ];
 
     // B's event stream stays silent while A's records change.

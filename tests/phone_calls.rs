@@ -11,6 +11,7 @@ use futures::{SinkExt, StreamExt};
 use reqwest::StatusCode;
 use serde_json::json;
 use switchboard::emulator::EmulatorScript;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -467,4 +468,149 @@ impl LiveCall {
             .await;
         assert_eq!(ended.end_reason.as_deref(), Some("transferred"));
     }
+}
+
+impl LiveCall {
+    /// Our id of the live call.
+    async fn call_id(&self) -> String {
+        let tenant = self.line.owner.tenant_id.parse().unwrap();
+        self.app
+            .store
+            .call_by_sid(tenant, &self.sid)
+            .await
+            .unwrap()
+            .to_string()
+    }
+}
+
+#[tokio::test]
+async fn staff_transfer_a_live_call_from_the_dashboard() {
+    let mut live = LiveCall::start().await;
+    let id = live.call_id().await;
+    let owner = live.line.owner.clone();
+    let (status, body) = live
+        .app
+        .post(
+            &format!("/v1/calls/{id}/transfer"),
+            Some(&owner.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    live.assert_transferred().await;
+    // Over: nothing more to control.
+    let (status, body) = live
+        .app
+        .post(
+            &format!("/v1/calls/{id}/hangup"),
+            Some(&owner.access),
+            json!({}),
+        )
+        .await;
+    common::assert_problem(status, &body, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn a_supervisor_listens_puts_words_in_the_agents_mouth_and_hangs_up() {
+    let mut live = LiveCall::start().await;
+    let id = live.call_id().await;
+    let (app, owner) = (&live.app, &live.line.owner);
+
+    // Listening needs a WebSocket; a plain GET is told so.
+    let (status, body) = app
+        .get(&format!("/v1/calls/{id}/listen"), &owner.access)
+        .await;
+    common::assert_problem(status, &body, StatusCode::UPGRADE_REQUIRED);
+    let mut request = format!(
+        "{}/v1/calls/{id}/listen",
+        app.base.replace("http://", "ws://")
+    )
+    .into_client_request()
+    .unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", owner.access).parse().unwrap(),
+    );
+    let (mut ear, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+
+    // The caller says something (silence is audio too) and the agent's audio flows.
+    let silence = base64::engine::general_purpose::STANDARD.encode([0xff_u8; 160]);
+    for n in 0..5 {
+        let media = json!({"event": "media", "streamSid": "MZ1", "sequenceNumber": (10 + n).to_string(),
+            "media": {"track": "inbound", "chunk": (n + 1).to_string(), "timestamp": (n * 20).to_string(),
+                "payload": silence}});
+        live.socket
+            .send(Message::Text(media.to_string().into()))
+            .await
+            .unwrap();
+    }
+    let (status, body) = app
+        .post(
+            &format!("/v1/calls/{id}/say"),
+            Some(&owner.access),
+            json!({"text": "A manager will join you shortly."}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let mut tracks = std::collections::BTreeSet::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        while tracks.len() < 2 {
+            match ear.next().await {
+                Some(Ok(Message::Text(text))) => {
+                    let frame: serde_json::Value = serde_json::from_str(&text).unwrap();
+                    assert_eq!(frame["event"], "media");
+                    assert!(frame["payload"].as_str().is_some_and(|p| !p.is_empty()));
+                    tracks.insert(frame["track"].as_str().unwrap().to_owned());
+                }
+                other => panic!("the listener got {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("the listener hears both sides");
+
+    // The staff line is the agent's next line in the record once it has played (the phone
+    // echoes each mark, as Twilio does).
+    tokio::time::timeout(std::time::Duration::from_secs(10), async {
+        loop {
+            if let Ok(Some(Ok(Message::Text(text)))) =
+                tokio::time::timeout(std::time::Duration::from_millis(50), live.socket.next()).await
+            {
+                let message: serde_json::Value = serde_json::from_str(&text).unwrap();
+                if message["event"] == "mark" {
+                    live.socket.send(Message::Text(text)).await.unwrap();
+                }
+            }
+            let (_, detail) = app.get(&format!("/v1/calls/{id}"), &owner.access).await;
+            let said = detail["turns"].as_array().unwrap().iter().any(|t| {
+                t["speaker"] == "agent" && t["text"] == "A manager will join you shortly."
+            });
+            if said {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("the staff sentence is recorded as the agent's line");
+
+    let (status, body) = app
+        .post(
+            &format!("/v1/calls/{id}/hangup"),
+            Some(&owner.access),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (code, _) = close_frame(&mut live.socket).await;
+    assert_eq!(code, CloseCode::Normal);
+    let (code, reason) = close_frame(&mut ear).await;
+    assert_eq!(
+        (code, reason.as_str()),
+        (CloseCode::Normal, "the call has ended")
+    );
+    let ended = live
+        .app
+        .ended_call(&live.line.owner.tenant_id, &live.sid)
+        .await;
+    assert_eq!(ended.end_reason.as_deref(), Some("completed"));
 }

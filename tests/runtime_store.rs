@@ -34,7 +34,7 @@ async fn runtime_ports(store: &Store, stt: Arc<ScriptedStt>) -> RuntimePorts {
         vectors: Arc::new(MemoryVectorStore::default()),
         embedder: None,
         directory: Arc::new(store.clone()),
-        events: switchboard::events::EventBus::local().await.unwrap(),
+        events: switchboard::events::EventBus::local(None).await.unwrap(),
     }
 }
 

@@ -264,7 +264,7 @@ async fn a_text_is_answered_by_rest_and_its_delivery_is_recorded_in_order() {
 
     let usage = app
         .store
-        .usage_totals(shop.owner.tenant_id.parse().unwrap(), 0)
+        .usage_totals(shop.owner.tenant_id.parse().unwrap(), (0, i64::MAX))
         .await
         .unwrap();
     assert_eq!(usage.sms_segments, 2, "one segment in, one out: {usage:?}");

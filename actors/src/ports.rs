@@ -489,6 +489,8 @@ pub trait CallLog: Send + Sync + 'static {
     async fn call_started(&self, call: &CallInfo) -> PortResult<()>;
     /// A line of the transcript, with timings.
     async fn turn(&self, call: &CallInfo, turn: &TurnRecord) -> PortResult<()>;
+    /// The agent called a tool (by its name), for analytics.
+    async fn tool_called(&self, call: &CallInfo, tool: &str) -> PortResult<()>;
     /// The call ended.
     async fn call_ended(&self, call: &CallInfo, outcome: &CallOutcome) -> PortResult<()>;
     /// What the call consumed: sent once when it ends and once more for work done after it

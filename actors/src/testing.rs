@@ -244,6 +244,8 @@ pub struct RecordedCall {
     pub usage_records: u32,
     /// The post-call analysis, once recorded.
     pub analysis: Option<CallAnalysis>,
+    /// The tools the agent called, in order.
+    pub tools: Vec<String>,
 }
 
 /// A call log in memory, for assertions on what a call recorded. Like the SQL adapter (whose
@@ -334,6 +336,7 @@ impl CallLog for MemoryCallLog {
                 usage: CallUsage::default(),
                 usage_records: 0,
                 analysis: None,
+                tools: Vec::new(),
             },
         );
         self.changed.notify_waiters();
@@ -342,6 +345,12 @@ impl CallLog for MemoryCallLog {
 
     async fn turn(&self, call: &CallInfo, turn: &TurnRecord) -> PortResult<()> {
         self.with_call(call, "turn", |recorded| recorded.turns.push(turn.clone()))
+    }
+
+    async fn tool_called(&self, call: &CallInfo, tool: &str) -> PortResult<()> {
+        self.with_call(call, "tool call", |recorded| {
+            recorded.tools.push(tool.to_owned())
+        })
     }
 
     async fn call_ended(&self, call: &CallInfo, outcome: &CallOutcome) -> PortResult<()> {

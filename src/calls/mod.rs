@@ -8,6 +8,7 @@
 
 pub mod callbacks;
 pub mod leg;
+pub mod listen;
 pub mod quota;
 pub mod token;
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 use std::sync::OnceLock;
 
 use actors::domain::{AgentId, CallId, TenantId, E164};
-use actors::ports::{CallInfo, EventSink};
+use actors::ports::{CallInfo, EventSink, TenantEvent};
 use anyhow::Context;
 use supervisors::call::CallSettings;
 use supervisors::runtime::{Runtime, RuntimeArgs, RuntimePorts};
@@ -130,6 +131,10 @@ pub struct CallService {
     legs: PendingLegs,
     twilio: Option<TwilioClient>,
     texter: Texter,
+    /// Supervisors listening to calls streaming on this node.
+    listeners: listen::Listeners,
+    /// Where ringing calls and refusals are announced.
+    events: Arc<dyn EventSink>,
 }
 
 impl CallService {
@@ -149,7 +154,7 @@ impl CallService {
         };
         let runtime = Runtime::start(
             RuntimeArgs {
-                ports: provider_ports(voice, store, knowledge, events)?,
+                ports: provider_ports(voice, store, knowledge, events.clone())?,
                 settings: CallSettings::default(),
             },
             None,
@@ -162,12 +167,19 @@ impl CallService {
             legs: PendingLegs::default(),
             twilio,
             texter,
+            listeners: listen::Listeners::default(),
+            events,
         })))
     }
 
     /// The runtime, for configuration changes, live counts and draining.
     pub fn runtime(&self) -> &Runtime {
         &self.runtime
+    }
+
+    /// Calls streaming on this node, for supervisors who listen.
+    pub fn listeners(&self) -> &listen::Listeners {
+        &self.listeners
     }
 
     /// Stream tokens, for the media socket.
@@ -179,6 +191,45 @@ impl CallService {
     /// scheduler runs only where it can.
     pub fn places_outbound(&self) -> bool {
         self.twilio.is_some()
+    }
+
+    /// Announces a call that rings (`call.ringing`), or one refused for the tenant's limits
+    /// (`quota.exceeded`).
+    fn announce_admission<T>(
+        &self,
+        call: &CallInfo,
+        direction: Direction,
+        admitted: &Result<T, Refusal>,
+    ) {
+        let (kind, data) = match admitted {
+            Ok(_) => (
+                "call.ringing",
+                serde_json::json!({
+                    "direction": match direction {
+                        Direction::Inbound => "inbound",
+                        Direction::Outbound => "outbound",
+                    },
+                    "customer": call.customer,
+                    "business_number": call.business_number,
+                    "agent_id": call.agent,
+                }),
+            ),
+            Err(Refusal::AtCapacity(limit)) => (
+                "quota.exceeded",
+                serde_json::json!({"quota": "concurrent_calls", "limit": limit, "customer": call.customer}),
+            ),
+            Err(Refusal::QuotaUsed(minutes)) => (
+                "quota.exceeded",
+                serde_json::json!({"quota": "monthly_minutes", "limit": minutes, "customer": call.customer}),
+            ),
+            Err(_) => return,
+        };
+        self.events.publish(TenantEvent {
+            tenant: call.tenant,
+            kind,
+            call_id: Some(call.call_id),
+            data,
+        });
     }
 
     /// Records a call Twilio is ringing us with and starts its agent, or says why not. The
@@ -212,6 +263,7 @@ impl CallService {
                     .await
             }
         };
+        self.announce_admission(&call, Direction::Inbound, &admitted);
         match admitted {
             Ok(token) => Ok(Answer::Stream { token }),
             Err(refusal) => {
@@ -277,6 +329,7 @@ impl CallService {
                 .await
             }
         };
+        self.announce_admission(&call, Direction::Outbound, &admitted);
         let token = match admitted {
             Ok(token) => token,
             Err(refusal) => {

@@ -14,7 +14,7 @@ pub async fn used_up(store: &Store, tenant: TenantId) -> Result<Option<i64>, Sto
         return Ok(None);
     };
     let since = month_start_ms(&settings.timezone, Utc::now());
-    let used = store.usage_totals(tenant, since).await?;
+    let used = store.usage_totals(tenant, (since, i64::MAX)).await?;
     Ok((used.call_ms >= quota.saturating_mul(60_000)).then_some(quota))
 }
 
@@ -23,9 +23,33 @@ pub async fn used_up(store: &Store, tenant: TenantId) -> Result<Option<i64>, Sto
 fn month_start_ms(timezone: &str, now: DateTime<Utc>) -> i64 {
     let zone: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
     let local = now.with_timezone(&zone);
-    zone.with_ymd_and_hms(local.year(), local.month(), 1, 0, 0, 0)
-        .earliest()
-        .map_or_else(|| now.timestamp_millis(), |start| start.timestamp_millis())
+    local_midnight_ms(zone, local.year(), local.month(), 1)
+        .unwrap_or_else(|| now.timestamp_millis())
+}
+
+/// The month `year`-`month` in `timezone` as `[start, end)` Unix milliseconds.
+pub fn month_range_ms(timezone: &str, year: i32, month: u32) -> Option<(i64, i64)> {
+    let zone: chrono_tz::Tz = timezone.parse().unwrap_or(chrono_tz::UTC);
+    let (next_year, next_month) = if month == 12 {
+        (year + 1, 1)
+    } else {
+        (year, month + 1)
+    };
+    Some((
+        local_midnight_ms(zone, year, month, 1)?,
+        local_midnight_ms(zone, next_year, next_month, 1)?,
+    ))
+}
+
+/// Local midnight of a date in `zone` (the first instant of the day, where a clock change
+/// skips midnight), as Unix milliseconds.
+pub fn local_midnight_ms(zone: chrono_tz::Tz, year: i32, month: u32, day: u32) -> Option<i64> {
+    let date = chrono::NaiveDate::from_ymd_opt(year, month, day)?;
+    (0..3).find_map(|hour| {
+        zone.from_local_datetime(&date.and_hms_opt(hour, 0, 0)?)
+            .earliest()
+            .map(|t| t.timestamp_millis())
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! `/v1/conversations`: staff see each customer's conversation across texts and calls, text
 //! the customer themselves, and take a conversation over from the agent (and hand it back).
 
+use actors::ports::EventSink;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
@@ -153,6 +154,7 @@ pub async fn take_over(
         .store
         .set_takeover(tenant, id, Some(staff.0.id))
         .await?;
+    announce_takeover(&state, tenant, &conversation);
     if let Some(calls) = &state.calls {
         if let Err(error) = calls
             .runtime()
@@ -175,7 +177,22 @@ pub async fn release(
     PathId(id): PathId<ConversationId>,
 ) -> Result<axum::Json<Conversation>, ApiError> {
     staff.require_customer_role("handing conversations back")?;
-    Ok(axum::Json(
-        state.store.set_takeover(staff.tenant(), id, None).await?,
-    ))
+    let conversation = state.store.set_takeover(staff.tenant(), id, None).await?;
+    announce_takeover(&state, staff.tenant(), &conversation);
+    Ok(axum::Json(conversation))
+}
+
+/// Publishes `conversation.takeover`: the conversation as it now is (`takeover_user_id`
+/// set while staff have it, empty once the agent has it back).
+fn announce_takeover(
+    state: &AppState,
+    tenant: actors::domain::TenantId,
+    conversation: &Conversation,
+) {
+    state.events.publish(actors::ports::TenantEvent {
+        tenant,
+        kind: "conversation.takeover",
+        call_id: None,
+        data: serde_json::to_value(conversation).unwrap_or_default(),
+    });
 }

@@ -141,8 +141,9 @@ impl Selector {
     }
 }
 
-/// A ticket for `GET /v1/events?ticket=…`, for browsers' `EventSource`, which cannot send
-/// the `Authorization` header. Single use, valid 30 seconds.
+/// A ticket for `GET /v1/events?ticket=…` or `GET /v1/calls/{id}/listen?ticket=…`, for
+/// browsers' `EventSource` and `WebSocket`, which cannot send the `Authorization` header.
+/// Single use, valid 30 seconds.
 #[utoipa::path(post, path = "/v1/events/ticket", tag = "events", security(("bearer" = [])),
     responses((status = 201, body = EventTicket), (status = 401, body = Problem)))]
 pub async fn ticket(
@@ -178,11 +179,7 @@ pub async fn stream(
     headers: HeaderMap,
     Query(filter): Query<EventFilter>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let staff = match (staff, &filter.ticket) {
-        (Ok(staff), _) => staff,
-        (Err(_), Some(ticket)) => staff_of_ticket(&state, ticket).await?,
-        (Err(e), None) => return Err(e),
-    };
+    let staff = staff_or_ticket(&state, staff, filter.ticket.as_deref()).await?;
     let selector = Selector::parse(&filter)?;
     let after = headers
         .get("last-event-id")
@@ -235,6 +232,20 @@ pub async fn stream(
     });
     let stream = futures::stream::iter(head.into_iter().map(Ok)).chain(live);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
+}
+
+/// The staff member behind the bearer token, or else behind `ticket` (for browsers, whose
+/// `EventSource` and `WebSocket` cannot send the `Authorization` header).
+pub(super) async fn staff_or_ticket(
+    state: &AppState,
+    staff: Result<Staff, ApiError>,
+    ticket: Option<&str>,
+) -> Result<Staff, ApiError> {
+    match (staff, ticket) {
+        (Ok(staff), _) => Ok(staff),
+        (Err(_), Some(ticket)) => staff_of_ticket(state, ticket).await,
+        (Err(e), None) => Err(e),
+    }
 }
 
 /// The staff member a ticket was issued to, if it is unused, fresh and they still exist.

@@ -20,6 +20,7 @@ use supervisors::call::CallMsg;
 use super::error::{ApiError, Problem};
 use super::AppState;
 use crate::calls::leg::{LegCommand, PendingLeg};
+use crate::calls::listen::Tap;
 use crate::calls::token::STREAM_TOKEN_PARAMETER;
 use crate::calls::CallService;
 use crate::twilio::media::{
@@ -89,7 +90,8 @@ async fn stream(mut socket: WebSocket, calls: Arc<CallService>) {
         Ok(Err(refusal)) => return close(socket, refusal).await,
         Err(_) => return close(socket, Close::policy("no `start` message within 10 s")).await,
     };
-    if let Some(refusal) = carry(&mut socket, &stream_sid, leg).await {
+    let tap = calls.listeners().tap(leg.call_id);
+    if let Some(refusal) = carry(&mut socket, &stream_sid, leg, &tap).await {
         close(socket, refusal).await;
     }
 }
@@ -154,7 +156,12 @@ fn event_name(message: &Inbound) -> &'static str {
 
 /// Carries the call until one side ends it. Returns how to close the socket when this side
 /// must close it.
-async fn carry(socket: &mut WebSocket, stream_sid: &str, leg: PendingLeg) -> Option<Close> {
+async fn carry(
+    socket: &mut WebSocket,
+    stream_sid: &str,
+    leg: PendingLeg,
+    tap: &Tap,
+) -> Option<Close> {
     let PendingLeg {
         call, mut commands, ..
     } = leg;
@@ -173,6 +180,7 @@ async fn carry(socket: &mut WebSocket, stream_sid: &str, leg: PendingLeg) -> Opt
                 };
                 match parse_inbound(&text) {
                     Ok(Inbound::Media(media)) if media.media.track == Track::Inbound => {
+                        tap.caller(&media.media.payload);
                         match frames.push_base64(&media.media.payload) {
                             Ok(ready) => {
                                 for frame in ready {
@@ -197,7 +205,10 @@ async fn carry(socket: &mut WebSocket, stream_sid: &str, leg: PendingLeg) -> Opt
             }
             command = commands.recv() => {
                 let text = match command {
-                    Some(LegCommand::Audio(audio)) => encode_media(stream_sid, &audio),
+                    Some(LegCommand::Audio(audio)) => {
+                        tap.agent(&audio);
+                        encode_media(stream_sid, &audio)
+                    }
                     Some(LegCommand::Mark(name)) => encode_mark(stream_sid, &name),
                     Some(LegCommand::Clear) => encode_clear(stream_sid),
                     // The call ended itself: no hang-up to report back.

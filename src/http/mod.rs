@@ -3,6 +3,7 @@
 //! is generated from the same route list, so it cannot miss a route.
 
 mod agents;
+mod analytics;
 mod auth;
 mod callbacks;
 mod calls;
@@ -19,6 +20,7 @@ mod tenant;
 mod twilio;
 mod users;
 mod validate;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -66,6 +68,8 @@ pub struct AppState {
     pub knowledge: Arc<KnowledgeBase>,
     /// Live events, for the dashboard's streams and everything that publishes.
     pub events: Arc<EventBus>,
+    /// Outbound webhooks: URL checks and the endpoint cache.
+    pub webhooks: Arc<crate::webhooks::Webhooks>,
 }
 
 impl AppState {
@@ -142,7 +146,12 @@ fn small_body_routes() -> OpenApiRouter<AppState> {
             phone_numbers::update,
             phone_numbers::delete
         ))
-        .routes(routes!(calls::place))
+        .routes(routes!(calls::place, calls::list))
+        .routes(routes!(calls::get))
+        .routes(routes!(calls::hang_up))
+        .routes(routes!(calls::transfer))
+        .routes(routes!(calls::say))
+        .routes(routes!(calls::listen))
         .routes(routes!(callbacks::list, callbacks::create))
         .routes(routes!(callbacks::get))
         .routes(routes!(callbacks::cancel))
@@ -159,6 +168,12 @@ fn small_body_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(media::media))
         .routes(routes!(events::stream))
         .routes(routes!(events::ticket))
+        .routes(routes!(analytics::summary))
+        .routes(routes!(analytics::usage))
+        .routes(routes!(webhooks::list, webhooks::create))
+        .routes(routes!(webhooks::get, webhooks::update, webhooks::delete))
+        .routes(routes!(webhooks::deliveries))
+        .routes(routes!(webhooks::redeliver))
 }
 
 /// The OpenAPI document, as served at `/openapi.json`.

@@ -23,8 +23,8 @@ use serde::Serialize;
 
 use super::tenants::time_of;
 use super::{
-    audit, now_ms, page_of, parse_id, parse_time_id_cursor, time_id_cursor, to_json, Actor, Scope,
-    Store, StoreError,
+    audit, now_ms, page_cursor, page_from_rows, parse_id, time_id_cursor, Actor, Scope, Store,
+    StoreError,
 };
 use crate::settings::DatabaseKind;
 
@@ -297,14 +297,7 @@ impl Store {
             &detail,
         )
         .await?;
-        sqlx::query("INSERT INTO outbox_events (id, tenant_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(tenant.to_string())
-            .bind("callback.requested")
-            .bind(to_json(&detail))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        super::webhooks::enqueue_in(&mut tx, tenant, "callback.requested", &detail, now).await?;
         tx.commit().await?;
         Ok(callback)
     }
@@ -318,12 +311,7 @@ impl Store {
         cursor: Option<&str>,
         limit: u32,
     ) -> Result<CallbackPage, StoreError> {
-        let after = match cursor {
-            Some(raw) => Some(parse_time_id_cursor::<uuid::Uuid>(raw).ok_or(
-                StoreError::BadReference("cursor is not one this API gave out"),
-            )?),
-            None => None,
-        };
+        let after = page_cursor(cursor)?;
         let mut tx = self.begin(Scope::Tenant(tenant)).await?;
         let rows: Vec<CallbackRow> = sqlx::query_as(&format!(
             "SELECT {CALLBACK_COLUMNS} FROM callbacks
@@ -339,11 +327,7 @@ impl Store {
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
-        let items = rows
-            .into_iter()
-            .map(Callback::try_from)
-            .collect::<Result<Vec<_>, _>>()?;
-        let (items, next_cursor) = page_of(items, limit as usize, cursor_of);
+        let (items, next_cursor) = page_from_rows(rows, limit, cursor_of)?;
         Ok(CallbackPage { items, next_cursor })
     }
 
@@ -605,8 +589,17 @@ mod tests {
     fn cursors_round_trip_and_strangers_are_refused() {
         let id = uuid::Uuid::now_v7();
         let cursor = time_id_cursor(1700, id);
-        assert_eq!(parse_time_id_cursor(&cursor), Some((1700, id)));
-        assert_eq!(parse_time_id_cursor::<uuid::Uuid>("nonsense"), None);
-        assert_eq!(parse_time_id_cursor::<uuid::Uuid>("1700_nonsense"), None);
+        assert_eq!(
+            super::super::parse_time_id_cursor(&cursor),
+            Some((1700, id))
+        );
+        assert_eq!(
+            super::super::parse_time_id_cursor::<uuid::Uuid>("nonsense"),
+            None
+        );
+        assert_eq!(
+            super::super::parse_time_id_cursor::<uuid::Uuid>("1700_nonsense"),
+            None
+        );
     }
 }

@@ -9,11 +9,11 @@ use std::collections::BTreeMap;
 use actors::domain::{AgentId, CallId, PhoneNumberId, TenantId, E164};
 use actors::ports::{
     CallAnalysis, CallInfo, CallLog, CallOutcome, CallUsage, PortResult, Sentiment, Speaker,
-    StageTimings, TurnRecord,
+    TurnRecord,
 };
 use async_trait::async_trait;
 
-use super::{leads, now_ms, parse_id, parse_json, to_json, usage, Actor, Scope, Store, StoreError};
+use super::{leads, now_ms, parse_id, to_json, usage, Actor, Scope, Store, StoreError};
 
 /// Which way a call goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +187,25 @@ impl CallLog for Store {
         run.await.map_err(|e| e.into_port("call log"))
     }
 
+    async fn tool_called(&self, call: &CallInfo, tool: &str) -> PortResult<()> {
+        let run = async {
+            let mut tx = self.begin(Scope::Tenant(call.tenant)).await?;
+            sqlx::query(
+                "INSERT INTO call_tool_calls (id, tenant_id, call_id, name, created_at) VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(uuid::Uuid::now_v7().to_string())
+            .bind(call.tenant.to_string())
+            .bind(call.call_id.to_string())
+            .bind(tool)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok::<(), StoreError>(())
+        };
+        run.await.map_err(|e| e.into_port("call log"))
+    }
+
     async fn call_ended(&self, call: &CallInfo, outcome: &CallOutcome) -> PortResult<()> {
         let (status, reason, failure) = match outcome {
             CallOutcome::Completed => ("completed", "completed", None),
@@ -278,36 +297,6 @@ pub struct CallRecord {
     pub turns: Vec<TurnRecord>,
 }
 
-#[derive(sqlx::FromRow)]
-struct CallRow {
-    status: String,
-    end_reason: Option<String>,
-    failure: Option<String>,
-    duration_ms: Option<i64>,
-    summary: Option<String>,
-    sentiment: Option<String>,
-    extracted: String,
-}
-
-#[derive(sqlx::FromRow)]
-struct TurnRow {
-    seq: i64,
-    speaker: String,
-    text: String,
-    interrupted: i64,
-    endpointing_ms: Option<i64>,
-    stt_ms: Option<i64>,
-    llm_first_token_ms: Option<i64>,
-    llm_first_sentence_ms: Option<i64>,
-    retrieval_ms: Option<i64>,
-    tts_first_byte_ms: Option<i64>,
-    voice_to_voice_ms: Option<i64>,
-}
-
-fn ms(value: Option<i64>) -> Option<u32> {
-    value.and_then(|v| u32::try_from(v).ok())
-}
-
 impl Store {
     /// The tenant's call with this Twilio CallSid.
     pub async fn call_by_sid(
@@ -351,33 +340,23 @@ impl Store {
         })
     }
 
-    /// One call of the tenant with its transcript.
+    /// One call of the tenant with its transcript, as the runtime recorded it.
     pub async fn call_record(
         &self,
         tenant: TenantId,
         call: CallId,
     ) -> Result<CallRecord, StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        let row: Option<CallRow> = sqlx::query_as(
-            "SELECT status, end_reason, failure, duration_ms, summary, sentiment, extracted
-             FROM calls WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant.to_string())
-        .bind(call.to_string())
-        .fetch_optional(&mut *tx)
-        .await?;
-        let call_row = row.ok_or(StoreError::NotFound)?;
-        let turns: Vec<TurnRow> = sqlx::query_as(
-            "SELECT seq, speaker, text, interrupted, endpointing_ms, stt_ms, llm_first_token_ms, llm_first_sentence_ms,
-                retrieval_ms, tts_first_byte_ms, voice_to_voice_ms
-             FROM call_turns WHERE tenant_id = $1 AND call_id = $2 ORDER BY seq",
-        )
-        .bind(tenant.to_string())
-        .bind(call.to_string())
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let turns = turns
+        let detail = self.call_detail(tenant, call).await?;
+        let sentiment = detail
+            .call
+            .sentiment
+            .map(|raw| {
+                Sentiment::parse(&raw)
+                    .ok_or_else(|| StoreError::Corrupt(format!("`{raw}` is not a sentiment")))
+            })
+            .transpose()?;
+        let turns = detail
+            .turns
             .into_iter()
             .map(|t| TurnRecord {
                 seq: u32::try_from(t.seq).unwrap_or(u32::MAX),
@@ -387,33 +366,18 @@ impl Store {
                     _ => Speaker::Staff,
                 },
                 text: t.text,
-                interrupted: t.interrupted != 0,
-                timings: StageTimings {
-                    endpointing_ms: ms(t.endpointing_ms),
-                    stt_ms: ms(t.stt_ms),
-                    llm_first_token_ms: ms(t.llm_first_token_ms),
-                    llm_first_sentence_ms: ms(t.llm_first_sentence_ms),
-                    retrieval_ms: ms(t.retrieval_ms),
-                    tts_first_byte_ms: ms(t.tts_first_byte_ms),
-                    voice_to_voice_ms: ms(t.voice_to_voice_ms),
-                },
+                interrupted: t.interrupted,
+                timings: t.timings.stages,
             })
             .collect();
-        let sentiment = call_row
-            .sentiment
-            .map(|raw| {
-                Sentiment::parse(&raw)
-                    .ok_or_else(|| StoreError::Corrupt(format!("`{raw}` is not a sentiment")))
-            })
-            .transpose()?;
         Ok(CallRecord {
-            status: call_row.status,
-            end_reason: call_row.end_reason,
-            failure: call_row.failure,
-            duration_ms: call_row.duration_ms,
-            summary: call_row.summary,
+            status: detail.call.status,
+            end_reason: detail.call.end_reason,
+            failure: detail.call.failure,
+            duration_ms: detail.call.duration_ms,
+            summary: detail.call.summary,
             sentiment,
-            extracted: parse_json(&call_row.extracted)?,
+            extracted: detail.extracted,
             turns,
         })
     }

@@ -12,7 +12,9 @@
 //! by dialled number) say so by opening a [`Scope::Platform`] transaction.
 
 mod agents;
+mod analytics;
 mod audit;
+mod call_history;
 mod callbacks;
 mod calls;
 mod conversations;
@@ -24,6 +26,7 @@ mod tenants;
 mod tokens;
 mod usage;
 mod users;
+mod webhooks;
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -35,7 +38,9 @@ use sqlx::migrate::Migrator;
 use sqlx::{Any, AnyPool, ConnectOptions, Connection, Executor, Transaction};
 
 pub use agents::{Agent, AgentDraft};
+pub use analytics::{AnalyticsSummary, Bucket, CallFigures, Percentiles};
 pub use audit::{Actor, AuditEntry};
+pub use call_history::{CallDetail, CallFilter, CallPage, CallSummary, CallTurn};
 pub use callbacks::{
     resolve_callback_time, Callback, CallbackPage, CallbackRequester, CallbackStatus, NewCallback,
     CALLBACK_LEASE_MS, MAX_CALLBACK_ATTEMPTS,
@@ -52,6 +57,9 @@ pub use tenants::{BusinessHours, SmsReplyMode, Tenant, TenantPatch};
 pub use tokens::{PasswordTokenPurpose, RefreshOutcome};
 pub use usage::UsageTotals;
 pub use users::{Credentials, NewUser, User};
+pub use webhooks::{
+    wants, DeliveryPage, DueDelivery, EndpointDraft, WebhookDelivery, WebhookEndpoint,
+};
 
 use crate::settings::DatabaseKind;
 
@@ -313,6 +321,35 @@ pub(crate) fn time_id_cursor(at_ms: i64, id: impl std::fmt::Display) -> String {
 pub fn parse_time_id_cursor<T: FromStr>(raw: &str) -> Option<(i64, T)> {
     let (at, id) = raw.split_once('_')?;
     Some((at.parse().ok()?, id.parse().ok()?))
+}
+
+/// A list's `cursor` parameter read back, or a 422-worthy error when this server did not
+/// give it out.
+pub(crate) fn page_cursor(cursor: Option<&str>) -> Result<Option<(i64, uuid::Uuid)>, StoreError> {
+    cursor
+        .map(|raw| {
+            parse_time_id_cursor(raw).ok_or(StoreError::BadReference(
+                "cursor is not one this API gave out",
+            ))
+        })
+        .transpose()
+}
+
+/// Rows fetched with `limit + 1`, read into items and cut down to one page with the cursor
+/// of its last item when more follow.
+pub(crate) fn page_from_rows<R, T>(
+    rows: Vec<R>,
+    limit: u32,
+    cursor_of: impl Fn(&T) -> String,
+) -> Result<(Vec<T>, Option<String>), StoreError>
+where
+    T: TryFrom<R, Error = StoreError>,
+{
+    let items = rows
+        .into_iter()
+        .map(T::try_from)
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(page_of(items, limit as usize, cursor_of))
 }
 
 /// Cuts rows fetched with `limit + 1` down to one page: the page, and the cursor of its last

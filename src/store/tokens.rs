@@ -7,7 +7,7 @@ use serde::Serialize;
 use sqlx::{Any, Transaction};
 
 use super::users::{UserRow, USER_COLUMNS};
-use super::{audit, now_ms, to_json, Actor, Scope, Store, StoreError, User};
+use super::{audit, now_ms, Actor, Scope, Store, StoreError, User};
 use crate::auth::OneTimeToken;
 
 /// Why a password token was issued.
@@ -121,15 +121,7 @@ pub(crate) async fn insert_password_token(
         "token": token.reveal(),
         "expires_at": chrono::DateTime::from_timestamp_millis(token.expires_at_ms),
     });
-    sqlx::query("INSERT INTO outbox_events (id, tenant_id, event_type, payload, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(uuid::Uuid::now_v7().to_string())
-        .bind(user.tenant_id.to_string())
-        .bind(purpose.event_type())
-        .bind(to_json(&payload))
-        .bind(now)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+    super::webhooks::enqueue_in(tx, user.tenant_id, purpose.event_type(), &payload, now).await
 }
 
 impl Store {

@@ -110,20 +110,21 @@ fn totals_of(rows: Vec<(String, i64)>) -> Result<UsageTotals, StoreError> {
 // PostgreSQL sums BIGINT into NUMERIC, which the `Any` driver cannot read: hence the casts.
 
 impl Store {
-    /// The tenant's usage since `since_ms` (Unix milliseconds), by kind: what quotas and the
-    /// usage dashboard read.
+    /// The tenant's usage in `[from_ms, to_ms)` (Unix milliseconds), by kind: what quotas and
+    /// the usage report read.
     pub async fn usage_totals(
         &self,
         tenant: TenantId,
-        since_ms: i64,
+        (from_ms, to_ms): (i64, i64),
     ) -> Result<UsageTotals, StoreError> {
         let mut tx = self.begin(Scope::Tenant(tenant)).await?;
         let rows: Vec<(String, i64)> = sqlx::query_as(
             "SELECT kind, CAST(SUM(quantity) AS BIGINT) FROM usage_records
-             WHERE tenant_id = $1 AND occurred_at >= $2 GROUP BY kind",
+             WHERE tenant_id = $1 AND occurred_at >= $2 AND occurred_at < $3 GROUP BY kind",
         )
         .bind(tenant.to_string())
-        .bind(since_ms)
+        .bind(from_ms)
+        .bind(to_ms)
         .fetch_all(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -307,19 +308,26 @@ mod tests {
                 expected
             );
             assert_eq!(
-                store.usage_totals(info.tenant, since).await.unwrap(),
+                store
+                    .usage_totals(info.tenant, (since, i64::MAX))
+                    .await
+                    .unwrap(),
                 expected
             );
             assert_eq!(
                 store
-                    .usage_totals(info.tenant, super::now_ms() + 60_000)
+                    .usage_totals(info.tenant, (super::now_ms() + 60_000, i64::MAX))
                     .await
                     .unwrap(),
                 UsageTotals::default(),
                 "nothing after the window's start"
             );
             assert_eq!(
-                store.usage_totals(other.tenant, 0).await.unwrap().call_ms,
+                store
+                    .usage_totals(other.tenant, (0, i64::MAX))
+                    .await
+                    .unwrap()
+                    .call_ms,
                 5,
                 "each tenant sees its own"
             );

@@ -34,7 +34,7 @@ use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
 };
 use serde_json::json;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::restart::{RestartBudget, RestartPolicy};
@@ -58,6 +58,9 @@ pub const GREETING_WITH_HISTORY: &str = "The customer is calling you now and you
 const CONVERSATION_TIMEOUT_MS: u64 = 2_000;
 /// Longest wait for the post-call analysis; past it the call simply has none.
 const ANALYSIS_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest `call.ended` waits for the analysis's summary: staff screens learn of the end
+/// within this even when the model is slow (the summary is on the call record later).
+const SUMMARY_WAIT: Duration = Duration::from_secs(10);
 /// Most transcript characters sent for analysis; a longer call keeps its end (what was
 /// agreed), so the request stays within any model's context.
 const ANALYSIS_MAX_TRANSCRIPT_CHARS: usize = 48_000;
@@ -124,6 +127,13 @@ pub enum CallMsg {
     /// Staff took the customer's conversation over: the call goes to the agent's transfer
     /// number (without one, the agent keeps the call rather than drop the customer).
     HandOver,
+    /// Staff hang the call up (from the dashboard).
+    HangUp,
+    /// Staff transfer the call to a person at this number (from the dashboard).
+    Transfer(actors::domain::E164),
+    /// Staff put these words in the agent's mouth: whatever the agent was saying or
+    /// preparing stops and it says them, recorded as the agent's line.
+    Say(String),
     /// Where the call is, for dashboards and tests.
     Phase(RpcReplyPort<CallPhase>),
     /// Report from the STT child.
@@ -282,6 +292,7 @@ impl AgentTurn {
 enum Record {
     Started,
     Turn(TurnRecord),
+    ToolCall(String),
     Ended(CallOutcome),
     Usage(CallUsage),
     Analysis(CallAnalysis),
@@ -576,6 +587,23 @@ impl Actor for CallSupervisor {
             }
             CallMsg::Dtmf(digit) => on_dtmf(&myself, state, digit),
             CallMsg::HandOver => hand_to_person(&myself, state, "staff took the conversation over"),
+            CallMsg::HangUp => {
+                if state.phase != CallPhase::Ended {
+                    state.args.telephony.clear();
+                    let telephony = state.args.telephony.clone();
+                    tokio::spawn(async move {
+                        let _ = telephony.hang_up().await;
+                    });
+                    end_call(&myself, state, CallOutcome::Completed);
+                }
+            }
+            CallMsg::Transfer(number) => {
+                if state.phase != CallPhase::Ended {
+                    state.args.telephony.clear();
+                    transfer_now(&myself, state, number);
+                }
+            }
+            CallMsg::Say(text) => say_for_staff(&myself, state, text),
             CallMsg::Phase(reply) => {
                 let _ = reply.send(state.phase);
             }
@@ -990,6 +1018,9 @@ fn run_tools(
     };
     let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
     state.publish("call.tool_calls", json!({ "tools": names }));
+    for call in &calls {
+        let _ = state.records.send(Record::ToolCall(call.name.clone()));
+    }
     let myself = myself.clone();
     tokio::spawn(async move {
         let mut results = Vec::with_capacity(calls.len());
@@ -1113,6 +1144,28 @@ fn finish_turn_if_played(myself: &ActorRef<CallMsg>, state: &mut CallState) {
     }
 }
 
+/// Speaks `text` as the agent's next line at once, cutting off (as a barge-in would) what
+/// the agent was saying or preparing.
+fn say_for_staff(myself: &ActorRef<CallMsg>, state: &mut CallState, text: String) {
+    if state.phase == CallPhase::Ended || state.failing.is_some() {
+        return;
+    }
+    if state.current.is_some() {
+        state.args.telephony.clear();
+        state.cut_turn();
+    }
+    let turn = state.next_turn;
+    state.next_turn += 1;
+    state.current = Some(AgentTurn::new(turn));
+    state.phase = CallPhase::Speaking;
+    state.publish("call.agent_speaking", json!({"turn": turn, "by": "staff"}));
+    for sentence in split_sentences(&text) {
+        speak(state, sentence);
+    }
+    state.mark_written();
+    finish_turn_if_played(myself, state);
+}
+
 /// A key press: `0` hands the caller to the agent's transfer number at once, cutting off
 /// whatever the agent was saying; other keys are only published.
 fn on_dtmf(myself: &ActorRef<CallMsg>, state: &mut CallState, digit: char) {
@@ -1188,27 +1241,63 @@ fn end_call(myself: &ActorRef<CallMsg>, state: &mut CallState, outcome: CallOutc
     state.ended = true;
     state.cut_turn();
     state.phase = CallPhase::Ended;
-    state.publish("call.ended", json!({"outcome": format!("{outcome:?}")}));
-    let _ = state.records.send(Record::Ended(outcome));
     state.usage.call_ms = state.answered_at.elapsed().as_millis() as u64;
+    let ended = match &outcome {
+        CallOutcome::Completed => json!({"outcome": "completed"}),
+        CallOutcome::Transferred(to) => json!({"outcome": "transferred", "transferred_to": to}),
+        CallOutcome::Failed(why) => json!({"outcome": "failed", "failure": why}),
+    };
+    let _ = state.records.send(Record::Ended(outcome));
     if !state.usage.is_empty() {
         let _ = state.records.send(Record::Usage(state.usage));
     }
-    start_analysis(state);
+    start_analysis(state, ended);
     myself.stop(None);
+}
+
+/// Publishes `call.ended` with `ended` (outcome, duration) and, when the analysis arrives
+/// within [`SUMMARY_WAIT`], its summary and sentiment.
+fn announce_end(
+    state: &CallState,
+    mut ended: serde_json::Value,
+    analysis: Option<oneshot::Receiver<CallAnalysis>>,
+) {
+    let events = state.args.ports.events.clone();
+    let (tenant, call_id) = (state.args.call.tenant, state.args.call.call_id);
+    ended["duration_ms"] = json!(state.usage.call_ms);
+    tokio::spawn(async move {
+        let analysis = match analysis {
+            Some(analysis) => tokio::time::timeout(SUMMARY_WAIT, analysis)
+                .await
+                .ok()
+                .and_then(Result::ok),
+            None => None,
+        };
+        ended["summary"] = json!(analysis.as_ref().map(|a| a.summary.clone()));
+        ended["sentiment"] = json!(analysis.as_ref().map(|a| a.sentiment.as_str()));
+        events.publish(TenantEvent {
+            tenant,
+            kind: "call.ended",
+            call_id: Some(call_id),
+            data: ended,
+        });
+    });
 }
 
 /// Asks the agent's model, in a task of its own, what the call came to, and queues the
 /// answer (and its tokens) for the call's writer. The task owns everything it uses, so the
 /// supervisor stopping does not cancel it, and keeps the writer alive until it is done.
-fn start_analysis(state: &mut CallState) {
+fn start_analysis(state: &mut CallState, ended: serde_json::Value) {
     let transcript = std::mem::take(&mut state.transcript);
     if !transcript
         .iter()
         .any(|(speaker, _)| *speaker == Speaker::Customer)
     {
+        announce_end(state, ended, None);
         return;
     }
+    let (summary, summarised) = oneshot::channel();
+    announce_end(state, ended, Some(summarised));
     let request = analysis_request(&state.args.agent, &transcript);
     let llm = state.args.ports.llm.clone();
     let records = state.records.clone();
@@ -1217,6 +1306,7 @@ fn start_analysis(state: &mut CallState) {
         let (tokens, answer) = analyse(llm.as_ref(), request).await;
         match answer {
             Ok(analysis) => {
+                let _ = summary.send(analysis.clone());
                 let _ = records.send(Record::Analysis(analysis));
             }
             Err(why) => {
@@ -1352,6 +1442,7 @@ async fn write_records(
         let written = match &record {
             Record::Started => log.call_started(&call).await,
             Record::Turn(turn) => log.turn(&call, turn).await,
+            Record::ToolCall(tool) => log.tool_called(&call, tool).await,
             Record::Ended(outcome) => log.call_ended(&call, outcome).await,
             Record::Usage(usage) => log.usage(&call, usage).await,
             Record::Analysis(analysis) => log.analysis(&call, analysis).await.map(|lead| {

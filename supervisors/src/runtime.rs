@@ -313,6 +313,16 @@ impl Runtime {
         .map_err(|e| Refusal::Unavailable(e.to_string()))?
     }
 
+    /// A tenant's live call, if it is live on this node.
+    pub async fn call(
+        &self,
+        tenant: TenantId,
+        call_id: actors::domain::CallId,
+    ) -> Result<Option<ActorRef<CallMsg>>, RuntimeError> {
+        let tenant = self.tenant(tenant).await?;
+        ask(&tenant, |reply| TenantMsg::Call { call_id, reply }).await
+    }
+
     /// The conversation actor of a tenant's customer, loaded from the store on first use.
     pub async fn conversation(
         &self,

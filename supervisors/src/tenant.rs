@@ -85,6 +85,13 @@ pub enum TenantMsg {
         /// The reply, or why there is none.
         reply: RpcReplyPort<Result<TextAnswer, TextError>>,
     },
+    /// A live call's actor, if the call is live here.
+    Call {
+        /// The call.
+        call_id: CallId,
+        /// Its actor.
+        reply: RpcReplyPort<Option<ActorRef<CallMsg>>>,
+    },
     /// The tenant's knowledge actor; `None` when it kept failing and was given up on.
     Knowledge(RpcReplyPort<Option<ActorRef<KnowledgeMsg>>>),
     /// The tenant's settings changed.
@@ -301,6 +308,9 @@ impl Actor for TenantSupervisor {
             TenantMsg::AnswerText { turn, reply } => answer_text(&myself, state, turn, reply),
             TenantMsg::Knowledge(reply) => {
                 let _ = reply.send(state.knowledge.clone());
+            }
+            TenantMsg::Call { call_id, reply } => {
+                let _ = reply.send(state.calls.get(&call_id).map(|live| live.actor.clone()));
             }
             TenantMsg::UpdateConfig(config) => state.args.config = config,
             TenantMsg::LiveCalls(reply) => {

@@ -337,16 +337,27 @@ async fn a_call_of_several_turns_is_answered_recorded_and_remembered() {
     assert!(phone.log().audio_bytes > 0);
     assert_eq!(phone.log().clears, 0);
 
-    // Staff screens saw the call as it happened, in order.
+    // Staff screens saw the call as it happened, in order, ending with its summary.
     let mut kinds = Vec::new();
-    while let Some(item) = events.try_recv() {
-        match item {
-            actors::event_hub::HubItem::Event(stamped) => kinds.push(stamped.event.kind),
-            other => panic!("no event should be lost: {other:?}"),
+    let ended = loop {
+        match tokio::time::timeout(Duration::from_secs(15), events.recv()).await {
+            Ok(Some(actors::event_hub::HubItem::Event(stamped))) => {
+                kinds.push(stamped.event.kind);
+                if stamped.event.kind == "call.ended" {
+                    break stamped.event.data.clone();
+                }
+            }
+            other => panic!("no event should be lost or missing: {other:?} after {kinds:?}"),
         }
-    }
+    };
     assert_eq!(kinds.first(), Some(&"call.started"), "{kinds:?}");
-    assert_eq!(kinds.last(), Some(&"call.ended"), "{kinds:?}");
+    assert_eq!(ended["outcome"], "completed", "{ended}");
+    // This model writes no analysis: the end is announced without a summary.
+    assert!(
+        ended["duration_ms"].as_u64().is_some_and(|ms| ms > 0),
+        "{ended}"
+    );
+    assert_eq!(ended["summary"], serde_json::Value::Null, "{ended}");
     assert_eq!(
         kinds
             .iter()
@@ -860,6 +871,7 @@ async fn a_finished_call_records_its_usage_and_the_models_analysis() {
         echo_and_analyse,
     ));
     let world = world_with(5, analysed_agent(), llm.clone(), llm).await;
+    let mut events = world.subscribe().await;
     world.stt.script(
         "+15550401",
         &["I need a service appointment", "Tuesday at nine"],
@@ -897,6 +909,21 @@ async fn a_finished_call_records_its_usage_and_the_models_analysis() {
 
     let analysis = record.analysis.clone().unwrap();
     assert_eq!(analysis.summary, "The caller booked a service for Tuesday.");
+    // Staff screens get the end with the summary once the model wrote it.
+    let ended_event = loop {
+        match events.recv().await {
+            Some(actors::event_hub::HubItem::Event(e)) if e.event.kind == "call.ended" => {
+                break e.event.data.clone()
+            }
+            Some(_) => {}
+            None => panic!("no call.ended event"),
+        }
+    };
+    assert_eq!(
+        ended_event["summary"],
+        "The caller booked a service for Tuesday."
+    );
+    assert_eq!(ended_event["sentiment"], "positive");
     assert_eq!(analysis.sentiment, Sentiment::Positive);
     assert_eq!(
         serde_json::Value::Object(analysis.extracted),
