@@ -261,3 +261,36 @@ async fn a_subscriber_on_one_node_sees_a_call_on_another() {
         seen[1..].iter().map(|e| e.id.clone()).collect::<Vec<_>>()
     );
 }
+
+#[tokio::test]
+async fn subscribers_that_never_read_do_not_hold_a_call_up() {
+    let caller = common::unique_number();
+    let mut script = EmulatorScript::instant();
+    script.transcripts.by_prompt =
+        std::collections::BTreeMap::from([(caller.clone(), vec!["What time is it?".to_owned()])]);
+    let (app, _emulator) = spawn_voice_app(script, &[]).await;
+    let line = app.line().await;
+    // Three dashboards open streams and never read them.
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        stalled.push(EventStream::open(&app, "/v1/events", Some(&line.owner.access), &[]).await);
+    }
+    let report = common::simulate_call(
+        &app.base,
+        &caller,
+        &line.number,
+        vec![CallerTurn::say("What time is it?")],
+    )
+    .await;
+    let reply = &report.turns[0].reply;
+    // The providers answer at once: anything near a second would be the events' doing.
+    assert!(
+        reply.voice_to_voice_ms.is_some_and(|ms| ms < 1_500),
+        "{reply:?}"
+    );
+    app.ended_call(&line.owner.tenant_id, &report.call_sid)
+        .await;
+    // They still get the whole call when they do read.
+    let seen = stalled[0].until("call.ended", WAIT).await;
+    assert_eq!(seen[0].event, "call.started");
+}

@@ -205,6 +205,13 @@ async fn a_tenant_at_its_limit_sends_callers_to_its_fallback_or_says_it_is_busy(
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
+    let mut events = common::EventStream::open(
+        &app,
+        "/v1/events?types=quota.exceeded",
+        Some(&line.owner.access),
+        &[],
+    )
+    .await;
 
     let (status, twiml) = app.ring(&call_sid(), "+14155550100", &line.number).await;
     assert_eq!(status, StatusCode::OK);
@@ -216,6 +223,12 @@ async fn a_tenant_at_its_limit_sends_callers_to_its_fallback_or_says_it_is_busy(
     assert!(twiml.contains("All of our lines are busy"), "{twiml}");
     assert!(twiml.contains("<Hangup />"), "{twiml}");
     assert_refused(&app, &line, &refused, "limit").await;
+    let exceeded = events
+        .next(std::time::Duration::from_secs(5))
+        .await
+        .expect("staff screens hear of the refusal");
+    assert_eq!(exceeded.data["data"]["quota"], "concurrent_calls");
+    assert_eq!(exceeded.data["data"]["limit"], 1);
 
     app.configure_agent(&line, json!({"transfer_number": "+14155550999"}))
         .await;
@@ -613,4 +626,58 @@ async fn a_supervisor_listens_puts_words_in_the_agents_mouth_and_hangs_up() {
         .ended_call(&live.line.owner.tenant_id, &live.sid)
         .await;
     assert_eq!(ended.end_reason.as_deref(), Some("completed"));
+}
+
+#[tokio::test]
+async fn the_concurrent_call_limit_holds_across_nodes_sharing_redis() {
+    if switchboard::testing::redis_url().is_none() {
+        return; // across nodes, the limit is kept in Redis
+    }
+    let database = common::shared_database_url().await;
+    let prefix = format!("sbtest-{}", uuid::Uuid::new_v4().simple());
+    let shared = [
+        "--database-url",
+        &database,
+        "--redis-key-prefix",
+        &prefix,
+        "--jwt-secret",
+        "a-secret-both-nodes-share-0123456789",
+    ];
+    let (a, _emulator_a) = spawn_voice_app(EmulatorScript::instant(), &shared).await;
+    let (b, _emulator_b) = spawn_voice_app(EmulatorScript::instant(), &shared).await;
+    let line = a.line().await;
+    let (status, body) = a
+        .patch(
+            "/v1/tenant",
+            &line.owner.access,
+            json!({"concurrent_call_limit": 1}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+
+    let first = call_sid();
+    let (_, twiml) = a.ring(&first, "+14155550100", &line.number).await;
+    assert!(twiml.contains("<Connect>"), "{twiml}");
+    // The other node has no call of this tenant, yet the tenant's one slot is taken.
+    let refused = call_sid();
+    let (_, twiml) = b.ring(&refused, "+14155550101", &line.number).await;
+    assert!(twiml.contains("All of our lines are busy"), "{twiml}");
+    assert_refused(&b, &line, &refused, "limit").await;
+
+    // The first call ends (it never got its stream): its slot frees for any node.
+    assert_eq!(
+        a.call_status(&first, "completed").await,
+        StatusCode::NO_CONTENT
+    );
+    let admitted = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            let (_, twiml) = b.ring(&call_sid(), "+14155550102", &line.number).await;
+            if twiml.contains("<Connect>") {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    })
+    .await;
+    assert!(admitted.is_ok(), "the freed slot was never taken");
 }

@@ -10,6 +10,7 @@ pub mod callbacks;
 pub mod leg;
 pub mod listen;
 pub mod quota;
+pub mod slots;
 pub mod token;
 
 use std::sync::Arc;
@@ -135,6 +136,8 @@ pub struct CallService {
     listeners: listen::Listeners,
     /// Where ringing calls and refusals are announced.
     events: Arc<dyn EventSink>,
+    /// The tenants' concurrent-call slots across nodes, with `REDIS_URL`.
+    slots: Option<slots::CallSlots>,
 }
 
 impl CallService {
@@ -151,6 +154,18 @@ impl CallService {
     ) -> anyhow::Result<Option<Arc<Self>>> {
         let Some(voice) = &settings.voice else {
             return Ok(None);
+        };
+        let slots = match &settings.redis_url {
+            Some(url) => {
+                let (_, conn) = crate::redis_client::connect(url)
+                    .await
+                    .context("connecting to REDIS_URL for call slots")?;
+                Some(slots::CallSlots::new(
+                    conn,
+                    settings.redis_key_prefix.clone(),
+                ))
+            }
+            None => None,
         };
         let runtime = Runtime::start(
             RuntimeArgs {
@@ -169,6 +184,7 @@ impl CallService {
             texter,
             listeners: listen::Listeners::default(),
             events,
+            slots,
         })))
     }
 
@@ -259,7 +275,7 @@ impl CallService {
         let admitted = match quota::used_up(store, route.tenant).await? {
             Some(minutes) => Err(Refusal::QuotaUsed(minutes)),
             None => {
-                self.start_leg(&call, sid, call_sid, INBOUND_STREAM_TTL_SECS)
+                self.start_leg(store, &call, sid, (call_sid, INBOUND_STREAM_TTL_SECS))
                     .await
             }
         };
@@ -321,10 +337,10 @@ impl CallService {
             Some(minutes) => Err(Refusal::QuotaUsed(minutes)),
             None => {
                 self.start_leg(
+                    store,
                     &call,
                     sid.clone(),
-                    &placeholder_sid,
-                    OUTBOUND_STREAM_TTL_SECS,
+                    (&placeholder_sid, OUTBOUND_STREAM_TTL_SECS),
                 )
                 .await
             }
@@ -381,14 +397,42 @@ impl CallService {
     /// the stream token.
     async fn start_leg(
         &self,
+        store: &Store,
         call: &CallInfo,
         sid: Arc<OnceLock<String>>,
-        parked_as: &str,
-        ttl_secs: i64,
+        (parked_as, ttl_secs): (&str, i64),
     ) -> Result<String, Refusal> {
+        if let Some(slots) = &self.slots {
+            let limit = store
+                .tenant(call.tenant)
+                .await
+                .map_err(|e| Refusal::Unavailable(e.to_string()))?
+                .concurrent_call_limit;
+            match slots.take(call.tenant, call.call_id, limit).await {
+                Ok(true) => {}
+                Ok(false) => return Err(Refusal::AtCapacity(usize::try_from(limit).unwrap_or(0))),
+                // Redis is down: each node's own limit still holds; better than no calls.
+                Err(error) => {
+                    tracing::warn!(%error, "call slots unavailable; only this node's limit applies")
+                }
+            }
+        }
         let (leg, commands) =
             TwilioLeg::new(sid.clone(), self.twilio.clone(), self.texter.clone(), call);
-        let actor = self.runtime.start_call(call.clone(), Arc::new(leg)).await?;
+        let started = self.runtime.start_call(call.clone(), Arc::new(leg)).await;
+        let actor = match (started, &self.slots) {
+            (Ok(actor), Some(slots)) => {
+                slots.hold(call.tenant, call.call_id, actor.clone());
+                actor
+            }
+            (Ok(actor), None) => actor,
+            (Err(refusal), slots) => {
+                if let Some(slots) = slots {
+                    slots.release(call.tenant, call.call_id).await;
+                }
+                return Err(refusal);
+            }
+        };
         self.legs.park(
             parked_as.to_owned(),
             PendingLeg {

@@ -481,7 +481,7 @@ impl Actor for CallSupervisor {
         let tts = spawn_child(Child::Tts, &myself, &args).await?;
         let (records, queue) = mpsc::unbounded_channel();
         tokio::spawn(write_records(
-            args.ports.call_log.clone(),
+            (args.ports.call_log.clone(), args.ports.events.clone()),
             args.call.clone(),
             args.conversation.clone(),
             queue,
@@ -1014,6 +1014,7 @@ fn run_tools(
         tenant: state.args.tenant.clone(),
         conversation: state.args.conversation.clone(),
         conversations: state.args.ports.conversations.clone(),
+        events: state.args.ports.events.clone(),
         telephony: Some(state.args.telephony.clone()),
     };
     let names: Vec<&str> = calls.iter().map(|c| c.name.as_str()).collect();
@@ -1433,7 +1434,7 @@ fn parse_analysis(answer: &str) -> Result<CallAnalysis, String> {
 /// Writes a call's records in order, off the audio path; the lead fields an analysis taught
 /// go to the customer's conversation.
 async fn write_records(
-    log: Arc<dyn CallLog>,
+    (log, events): (Arc<dyn CallLog>, Arc<dyn EventSink>),
     call: CallInfo,
     conversation: ActorRef<ConversationMsg>,
     mut queue: mpsc::UnboundedReceiver<Record>,
@@ -1446,6 +1447,12 @@ async fn write_records(
             Record::Ended(outcome) => log.call_ended(&call, outcome).await,
             Record::Usage(usage) => log.usage(&call, usage).await,
             Record::Analysis(analysis) => log.analysis(&call, analysis).await.map(|lead| {
+                events.publish(TenantEvent {
+                    tenant: call.tenant,
+                    kind: "lead.updated",
+                    call_id: Some(call.call_id),
+                    data: json!({"customer": call.customer, "fields": lead, "change": "updated", "by": "analysis"}),
+                });
                 let _ = conversation.send_message(ConversationMsg::SetLead(lead));
             }),
         };

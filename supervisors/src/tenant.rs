@@ -498,6 +498,7 @@ fn answer_text(
     let variables = builtin_variables(config, &turn.customer, chrono::Utc::now());
     let llm = state.args.ports.call.llm.clone();
     let conversations = state.args.ports.call.conversations.clone();
+    let events = state.args.ports.call.events.clone();
     let tenant_id = state.args.tenant;
     let myself = myself.clone();
     tokio::spawn(async move {
@@ -511,6 +512,7 @@ fn answer_text(
                     tenant: myself.clone(),
                     conversation: conversation.clone(),
                     conversations,
+                    events,
                     telephony: None,
                 };
                 text::answer(TextJob {

@@ -10,7 +10,8 @@ use actors::conversation::ConversationMsg;
 use actors::domain::{TenantId, E164};
 use actors::knowledge::KnowledgeMsg;
 use actors::ports::{
-    Channel, ConversationStore, HistoryEntry, Speaker, Telephony, Tool, ToolCall, ToolSpec,
+    Channel, ConversationStore, EventSink, HistoryEntry, Speaker, Telephony, TenantEvent, Tool,
+    ToolCall, ToolSpec,
 };
 use ractor::ActorRef;
 use serde_json::{json, Value};
@@ -52,6 +53,8 @@ pub struct ToolContext {
     pub conversation: ActorRef<ConversationMsg>,
     /// Callbacks are booked here.
     pub conversations: Arc<dyn ConversationStore>,
+    /// Where lead changes the agent makes are announced (`lead.updated`).
+    pub events: Arc<dyn EventSink>,
     /// The phone leg of a call (texts go out through it); `None` in a text conversation,
     /// which offers no call tools.
     pub telephony: Option<Arc<dyn Telephony>>,
@@ -190,6 +193,7 @@ async fn run_tool(
                     )
                 })
                 .collect();
+            let announced = json!({"customer": ctx.customer, "fields": fields, "change": "updated", "by": "agent"});
             ractor::call_t!(
                 ctx.conversation,
                 |reply| ConversationMsg::UpdateLead { fields, reply },
@@ -197,6 +201,12 @@ async fn run_tool(
             )
             .map_err(|_| "the customer record did not answer".to_owned())?
             .map_err(|e| e.to_string())?;
+            ctx.events.publish(TenantEvent {
+                tenant: ctx.tenant_id,
+                kind: "lead.updated",
+                call_id: None,
+                data: announced,
+            });
             Ok((ok(), CallAction::Continue))
         }
         Tool::SendSms => {

@@ -909,21 +909,27 @@ async fn a_finished_call_records_its_usage_and_the_models_analysis() {
 
     let analysis = record.analysis.clone().unwrap();
     assert_eq!(analysis.summary, "The caller booked a service for Tuesday.");
-    // Staff screens get the end with the summary once the model wrote it.
-    let ended_event = loop {
-        match events.recv().await {
-            Some(actors::event_hub::HubItem::Event(e)) if e.event.kind == "call.ended" => {
-                break e.event.data.clone()
-            }
-            Some(_) => {}
-            None => panic!("no call.ended event"),
+    // Staff screens get the end with the summary once the model wrote it, and what the
+    // analysis taught about the customer as a lead change.
+    let (mut ended_event, mut lead_event) = (None, None);
+    while ended_event.is_none() || lead_event.is_none() {
+        match tokio::time::timeout(Duration::from_secs(15), events.recv()).await {
+            Ok(Some(actors::event_hub::HubItem::Event(e))) => match e.event.kind {
+                "call.ended" => ended_event = Some(e.event.data.clone()),
+                "lead.updated" => lead_event = Some(e.event.data.clone()),
+                _ => {}
+            },
+            other => panic!("missing call.ended or lead.updated: {other:?}"),
         }
-    };
+    }
+    let (ended_event, lead_event) = (ended_event.unwrap(), lead_event.unwrap());
     assert_eq!(
         ended_event["summary"],
         "The caller booked a service for Tuesday."
     );
     assert_eq!(ended_event["sentiment"], "positive");
+    assert_eq!(lead_event["by"], "analysis");
+    assert_eq!(lead_event["customer"], "+15550401");
     assert_eq!(analysis.sentiment, Sentiment::Positive);
     assert_eq!(
         serde_json::Value::Object(analysis.extracted),

@@ -171,6 +171,34 @@ impl TestApp {
         (status, body)
     }
 
+    /// Posts a signed status callback saying the call with this CallSid is `status`.
+    pub async fn call_status(&self, call_sid: &str, status: &str) -> StatusCode {
+        let params: Vec<(String, String)> = [
+            ("CallSid", call_sid),
+            ("AccountSid", fake_twilio::ACCOUNT),
+            ("CallStatus", status),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let url = format!("{}/twilio/voice/status", self.base);
+        self.client
+            .post(&url)
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/x-www-form-urlencoded",
+            )
+            .header(
+                switchboard::twilio::signature::SIGNATURE_HEADER,
+                twilio_signature(&url, &params),
+            )
+            .body(serde_urlencoded::to_string(&params).unwrap())
+            .send()
+            .await
+            .unwrap()
+            .status()
+    }
+
     /// The record of the call with this CallSid once it has ended (waits up to 10 s).
     pub async fn ended_call(
         &self,
