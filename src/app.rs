@@ -2,7 +2,7 @@
 //! connects the store (running migrations), binds the listener (port 0 works), and
 //! `run_until_stopped` serves until the shutdown future resolves.
 
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -24,20 +24,21 @@ use crate::texts::Texter;
 use crate::webhooks::Webhooks;
 use actors::ports::{Embedder, EventSink, VectorStore};
 
-/// How long shutdown waits for live calls to end before cutting them off.
-const CALL_DRAIN_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// A built server, bound and ready to serve.
 pub struct Application {
     listener: TcpListener,
     state: AppState,
     /// Places due callbacks, when this server can dial out.
     callbacks: Option<CallbackScheduler>,
+    /// Set when shutdown begins: every part that must stop or refuse watches it.
+    draining: tokio::sync::watch::Sender<bool>,
 }
 
 impl Application {
     /// Connects every backing service the settings name and binds the listen address.
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        // Installed first, so nothing recorded while starting is lost.
+        crate::metrics_export::handle();
         let store = Store::open(&settings.database_url, settings.database_kind)
             .await
             .with_context(|| {
@@ -94,7 +95,9 @@ impl Application {
                     settings.callback_poll,
                 )
             });
+        let (draining, drain_started) = tokio::sync::watch::channel(false);
         let state = AppState {
+            draining: drain_started,
             calls,
             texter,
             knowledge,
@@ -110,6 +113,7 @@ impl Application {
             listener,
             state,
             callbacks,
+            draining,
         })
     }
 
@@ -125,7 +129,10 @@ impl Application {
         self.state.store.clone()
     }
 
-    /// Serves until `shutdown` resolves, then lets in-flight requests finish.
+    /// Serves until `shutdown` resolves, then drains: `/readyz` turns not-ready so load
+    /// balancers send nothing new, new calls are refused politely, event streams are told to
+    /// reconnect elsewhere, live calls get `DRAIN_TIMEOUT` to finish (then hear a goodbye and
+    /// are hung up), and only then does the HTTP server stop, letting in-flight requests end.
     pub async fn run_until_stopped(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
@@ -134,20 +141,49 @@ impl Application {
         tracing::info!(%addr, public_url = %self.state.public_url, "switchboard is serving");
         let store = self.state.store.clone();
         let calls = self.state.calls.clone();
-        let (stop_callbacks, callbacks_stopped) = tokio::sync::watch::channel(false);
-        let dispatcher = Arc::clone(&self.state.webhooks).spawn(callbacks_stopped.clone());
+        let drain_timeout = self.state.settings.drain_timeout;
+        let draining = self.draining;
+        let stopping = draining.subscribe();
+        let dispatcher = Arc::clone(&self.state.webhooks).spawn(stopping.clone());
+        // No callback is dialled once draining begins: it would be refused anyway.
         let callbacks = self
             .callbacks
-            .map(|scheduler| scheduler.spawn(callbacks_stopped));
+            .map(|scheduler| scheduler.spawn(stopping.clone()));
+        if let Some(addr) = self.state.settings.metrics_listen {
+            let listener = TcpListener::bind(addr).await?;
+            let store = self.state.store.clone();
+            let metrics = axum::Router::new().route(
+                "/metrics",
+                axum::routing::get(move || {
+                    let store = store.clone();
+                    async move { http::render_metrics(&store) }
+                }),
+            );
+            tracing::info!(%addr, "metrics are served on their own address");
+            tokio::spawn(async move { axum::serve(listener, metrics).await });
+        }
         let app = http::router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        // No callback is dialled once shutdown begins: its media stream could not connect.
-        let shutdown = async move {
-            shutdown.await;
-            let _ = stop_callbacks.send(true);
-        };
-        let served = axum::serve(self.listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let (stop_http, http_stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(
+            axum::serve(self.listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = http_stopped.await;
+                })
+                .into_future(),
+        );
+        shutdown.await;
+        tracing::info!(
+            drain_timeout_secs = drain_timeout.as_secs(),
+            "draining: no new calls, live calls may finish"
+        );
+        let _ = draining.send(true);
+        if let Some(calls) = &calls {
+            calls.drain(drain_timeout).await;
+        }
+        let _ = stop_http.send(());
+        let served = server
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e.to_string())));
         if let Some(scheduler) = callbacks {
             if let Err(error) = scheduler.await {
                 tracing::warn!(%error, "the callback scheduler ended badly");
@@ -155,7 +191,7 @@ impl Application {
         }
         let _ = dispatcher.await;
         if let Some(calls) = calls {
-            calls.shut_down(CALL_DRAIN_DEADLINE).await;
+            calls.stop().await;
         }
         store.close().await;
         served

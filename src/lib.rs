@@ -21,6 +21,7 @@ pub mod emulator;
 pub mod events;
 pub mod http;
 pub mod knowledge;
+pub mod metrics_export;
 pub mod providers;
 pub mod redis_client;
 pub mod settings;

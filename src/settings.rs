@@ -186,6 +186,13 @@ pub struct SettingsArgs {
     /// API key of the Qdrant server, when it asks for one.
     #[arg(long, env = "QDRANT_API_KEY", hide_env_values = true, global = true)]
     pub qdrant_api_key: Option<String>,
+    /// Seconds live calls may go on after SIGTERM before they hear a goodbye and are hung up.
+    #[arg(long, env = "DRAIN_TIMEOUT", default_value = "600", global = true)]
+    pub drain_timeout: String,
+    /// Serve `/metrics` on this address alone (an internal port for Prometheus) instead of
+    /// on the API's.
+    #[arg(long, env = "METRICS_LISTEN", global = true)]
+    pub metrics_listen: Option<String>,
     /// Allow webhook endpoints on loopback and private addresses (refused by default, as a
     /// request forgery guard).
     #[arg(
@@ -293,6 +300,10 @@ pub struct Settings {
     pub qdrant: Option<QdrantServer>,
     /// Outbound webhooks.
     pub webhooks: crate::webhooks::WebhookSettings,
+    /// Where `/metrics` is served alone; `None`: on the API's address.
+    pub metrics_listen: Option<SocketAddr>,
+    /// How long live calls may go on once shutdown begins.
+    pub drain_timeout: Duration,
 }
 
 /// A Qdrant server holding the knowledge base.
@@ -508,6 +519,20 @@ impl Settings {
                 "CALLBACK_POLL_MS (--callback-poll-ms)",
                 &args.callback_poll_ms,
             )?),
+            drain_timeout: Duration::from_secs(positive(
+                "DRAIN_TIMEOUT (--drain-timeout)",
+                &args.drain_timeout,
+            )?),
+            metrics_listen: non_empty(args.metrics_listen)
+                .map(|raw| {
+                    raw.parse().map_err(|_| {
+                        bad(
+                            "METRICS_LISTEN (--metrics-listen)",
+                            format!("`{raw}` is not an address and port like 0.0.0.0:9100"),
+                        )
+                    })
+                })
+                .transpose()?,
             webhooks: crate::webhooks::WebhookSettings {
                 allow_private: flag(
                     "WEBHOOKS_ALLOW_PRIVATE (--webhooks-allow-private)",

@@ -97,6 +97,7 @@ fn routes() -> Vec<Route> {
         r(Method::GET, "/healthz", Public, false, none),
         r(Method::GET, "/readyz", Public, false, none),
         r(Method::GET, "/openapi.json", Public, false, none),
+        r(Method::GET, "/metrics", Public, false, none),
         r(Method::POST, "/v1/auth/register", Public, false, none),
         r(Method::POST, "/v1/auth/login", Public, false, none),
         r(Method::POST, "/v1/auth/refresh", Public, false, none),

@@ -120,7 +120,11 @@ pub async fn search(
         }
     }
     let k = query.k;
-    let mut hits = store.search(tenant, query).await?;
+    let started = std::time::Instant::now();
+    let searched = store.search(tenant, query).await;
+    metrics::histogram!("switchboard_knowledge_search_duration_seconds")
+        .record(started.elapsed().as_secs_f64());
+    let mut hits = searched?;
     hits.truncate(k);
     for hit in &mut hits {
         hit.chunk.dense = None;

@@ -153,6 +153,8 @@ impl Telephony for TwilioLeg {
 pub struct PendingLeg {
     /// Our id of the call, which its stream token must name.
     pub call_id: CallId,
+    /// Whose call it is, for the logs of its stream.
+    pub tenant: TenantId,
     /// The call's actor.
     pub call: ActorRef<CallMsg>,
     /// What the call has already asked of the phone (usually the greeting).

@@ -43,6 +43,13 @@ use token::{
     STREAM_TOKEN_PARAMETER,
 };
 
+/// What calls still live when the drain time runs out hear before they are hung up.
+const DRAIN_GOODBYE: &str =
+    "I'm sorry, I have to end our call now. Please call us back in a moment. Goodbye.";
+
+/// How long those calls get to hear it.
+const GOODBYE_TIME: Duration = Duration::from_secs(15);
+
 /// Longest wait for a REST request to Twilio.
 const TWILIO_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -217,6 +224,16 @@ impl CallService {
         direction: Direction,
         admitted: &Result<T, Refusal>,
     ) {
+        if let Err(refusal) = admitted {
+            let reason = match refusal {
+                Refusal::AtCapacity(_) => "concurrent_limit",
+                Refusal::QuotaUsed(_) => "monthly_minutes",
+                Refusal::Draining => "draining",
+                Refusal::UnknownAgent => "unknown_agent",
+                Refusal::Unavailable(_) => "unavailable",
+            };
+            metrics::counter!("switchboard_calls_refused_total", "reason" => reason).increment(1);
+        }
         let (kind, data) = match admitted {
             Ok(_) => (
                 "call.ringing",
@@ -437,6 +454,7 @@ impl CallService {
             parked_as.to_owned(),
             PendingLeg {
                 call_id: call.call_id,
+                tenant: call.tenant,
                 call: actor,
                 commands,
             },
@@ -474,13 +492,29 @@ impl CallService {
         self.runtime.config_changed(tenant);
     }
 
-    /// Stops admitting calls, waits up to `deadline` for live ones, then stops the runtime.
-    pub async fn shut_down(&self, deadline: Duration) {
+    /// Stops admitting calls and waits up to `deadline` for the live ones to end; those
+    /// still live then hear a goodbye and are hung up.
+    pub async fn drain(&self, deadline: Duration) {
         match self.runtime.drain(deadline).await {
             Ok(0) => {}
-            Ok(live) => tracing::warn!(live, "calls still live at shutdown are cut off"),
+            Ok(live) => {
+                tracing::warn!(
+                    live,
+                    "calls still live when the drain time ran out hear a goodbye and are hung up"
+                );
+                self.runtime.say_goodbye(DRAIN_GOODBYE).await;
+                if let Ok(left) = self.runtime.drain(GOODBYE_TIME).await {
+                    if left > 0 {
+                        tracing::warn!(left, "calls still live after their goodbye are cut off");
+                    }
+                }
+            }
             Err(error) => tracing::warn!(%error, "the runtime did not drain"),
         }
+    }
+
+    /// Stops the runtime and every actor in it (after [`Self::drain`]).
+    pub async fn stop(&self) {
         self.runtime.stop().await;
     }
 }

@@ -230,8 +230,44 @@ pub async fn stream(
         };
         std::future::ready(out.map(Ok))
     });
-    let stream = futures::stream::iter(head.into_iter().map(Ok)).chain(live);
+    let subscribed = Subscribed::new();
+    let live = live.map(move |item| {
+        let _ = &subscribed;
+        item
+    });
+    // When the server drains for shutdown the stream ends, telling the browser to come back
+    // (its `EventSource` reconnects by itself, through the load balancer to another node,
+    // resuming from its last event id).
+    let mut draining = state.draining.clone();
+    let live = live.take_until(async move {
+        let _ = draining.wait_for(|d| *d).await;
+    });
+    let farewell = futures::stream::once(async {
+        Ok(notice(
+            "stream.reconnect",
+            serde_json::json!({"detail": "this server is shutting down; reconnect to resume"}),
+        ))
+    });
+    let stream = futures::stream::iter(head.into_iter().map(Ok))
+        .chain(live)
+        .chain(farewell);
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive")))
+}
+
+/// Counts an open stream in `switchboard_sse_subscribers` for as long as it lives.
+struct Subscribed;
+
+impl Subscribed {
+    fn new() -> Self {
+        metrics::gauge!("switchboard_sse_subscribers").increment(1.0);
+        Self
+    }
+}
+
+impl Drop for Subscribed {
+    fn drop(&mut self) {
+        metrics::gauge!("switchboard_sse_subscribers").decrement(1.0);
+    }
 }
 
 /// The staff member behind the bearer token, or else behind `ticket` (for browsers, whose

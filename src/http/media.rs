@@ -91,7 +91,10 @@ async fn stream(mut socket: WebSocket, calls: Arc<CallService>) {
         Err(_) => return close(socket, Close::policy("no `start` message within 10 s")).await,
     };
     let tap = calls.listeners().tap(leg.call_id);
-    if let Some(refusal) = carry(&mut socket, &stream_sid, leg, &tap).await {
+    // Every line logged while the call streams names it (and, in JSON logs, as fields).
+    let span = tracing::info_span!("call", call_id = %leg.call_id, tenant_id = %leg.tenant, stream_sid = %stream_sid);
+    let carried = carry(&mut socket, &stream_sid, leg, &tap);
+    if let Some(refusal) = tracing::Instrument::instrument(carried, span).await {
         close(socket, refusal).await;
     }
 }
@@ -154,6 +157,45 @@ fn event_name(message: &Inbound) -> &'static str {
     }
 }
 
+/// How late the caller's audio arrives: against the stream's own clock (each media message's
+/// `timestamp`, milliseconds since the stream began), the largest lag of every second of
+/// audio goes to `switchboard_audio_inbound_lag_seconds`. One sample a second keeps the
+/// histogram's cost flat however many calls run.
+#[derive(Default)]
+struct LagMeter {
+    /// When the stream's time zero was, as seen from here (from the earliest-arriving frame).
+    origin: Option<tokio::time::Instant>,
+    /// The largest lag since the last sample, and the frames counted towards it.
+    worst: std::time::Duration,
+    frames: u32,
+}
+
+impl LagMeter {
+    /// Frames per sample: one second of 20 ms frames.
+    const EVERY: u32 = 50;
+
+    fn arrived(&mut self, timestamp_ms: u64) {
+        let now = tokio::time::Instant::now();
+        let sent_at = std::time::Duration::from_millis(timestamp_ms);
+        let origin = *self
+            .origin
+            .get_or_insert_with(|| now.checked_sub(sent_at).unwrap_or(now));
+        let due = origin + sent_at;
+        if due > now {
+            // Earlier than the clock said: the origin was late, so move it.
+            self.origin = Some(now.checked_sub(sent_at).unwrap_or(now));
+        }
+        self.worst = self.worst.max(now.saturating_duration_since(due));
+        self.frames += 1;
+        if self.frames >= Self::EVERY {
+            metrics::histogram!("switchboard_audio_inbound_lag_seconds")
+                .record(self.worst.as_secs_f64());
+            self.frames = 0;
+            self.worst = std::time::Duration::ZERO;
+        }
+    }
+}
+
 /// Carries the call until one side ends it. Returns how to close the socket when this side
 /// must close it.
 async fn carry(
@@ -166,6 +208,7 @@ async fn carry(
         call, mut commands, ..
     } = leg;
     let mut frames = FrameAssembler::new();
+    let mut lag = LagMeter::default();
     let refusal = loop {
         tokio::select! {
             inbound = socket.recv() => {
@@ -180,6 +223,7 @@ async fn carry(
                 };
                 match parse_inbound(&text) {
                     Ok(Inbound::Media(media)) if media.media.track == Track::Inbound => {
+                        lag.arrived(media.media.timestamp);
                         tap.caller(&media.media.payload);
                         match frames.push_base64(&media.media.payload) {
                             Ok(ready) => {

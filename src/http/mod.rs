@@ -38,6 +38,8 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+pub use health::render_metrics;
+
 use crate::auth::{JwtKeys, RateLimiter};
 use crate::calls::CallService;
 use crate::events::EventBus;
@@ -70,6 +72,8 @@ pub struct AppState {
     pub events: Arc<EventBus>,
     /// Outbound webhooks: URL checks and the endpoint cache.
     pub webhooks: Arc<crate::webhooks::Webhooks>,
+    /// True once the server is draining for shutdown: not ready, streams told to go.
+    pub draining: tokio::sync::watch::Receiver<bool>,
 }
 
 impl AppState {
@@ -122,6 +126,7 @@ fn small_body_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(openapi_json))
         .routes(routes!(health::healthz))
         .routes(routes!(health::readyz))
+        .routes(routes!(health::metrics))
         .routes(routes!(auth::register))
         .routes(routes!(auth::login))
         .routes(routes!(auth::refresh))
@@ -201,6 +206,7 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))
         .layer(axum::middleware::from_fn(error::problem_for_bare_errors))
+        .layer(axum::middleware::from_fn(count_request))
         .layer(CompressionLayer::new())
         .layer(cors(&settings.cors_origins))
         .layer(PropagateRequestIdLayer::new(request_id.clone()))
@@ -209,6 +215,27 @@ pub fn router(state: AppState) -> Router {
             tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
         }).on_response(DefaultOnResponse::new().level(tracing::Level::INFO)))
         .layer(SetRequestIdLayer::new(request_id, MakeRequestUuid))
+}
+
+/// Counts each request by route (the path template, so ids make no new series), method and
+/// status, and times it.
+async fn count_request(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let method = request.method().as_str().to_owned();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("switchboard_http_requests_total", "route" => route.clone(), "method" => method, "status" => status)
+        .increment(1);
+    metrics::histogram!("switchboard_http_request_duration_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 fn cors(origins: &CorsOrigins) -> CorsLayer {

@@ -150,6 +150,7 @@ impl KnowledgeBase {
         bytes: Vec<u8>,
     ) -> Result<(), String> {
         let id = document.id;
+        let started = std::time::Instant::now();
         let store_error = |e: StoreError| format!("the database failed: {e}");
         let progress = |status, done: f64, chunks: i64| {
             self.set_progress(tenant, document, status, (done, chunks), None)
@@ -214,6 +215,13 @@ impl KnowledgeBase {
         progress(DocumentStatus::Ready, 1.0, total as i64)
             .await
             .map_err(store_error)?;
+        metrics::counter!("switchboard_knowledge_documents_ingested_total").increment(1);
+        if let Some(pages) = extracted.pages {
+            metrics::counter!("switchboard_knowledge_ingested_pages_total")
+                .increment(u64::from(pages));
+        }
+        metrics::histogram!("switchboard_knowledge_ingestion_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
         tracing::info!(tenant_id = %tenant, document_id = %id, chunks = total, pages = ?extracted.pages, "document ready");
         Ok(())
     }

@@ -302,6 +302,7 @@ impl ElevenLabsTts {
         let mut on_ws = self.transport != TtsTransport::Http;
         let mut retries = 0;
         loop {
+            let started = std::time::Instant::now();
             let attempt = match (on_ws, self.transport) {
                 // A socket that stalls gets half of what is left, so HTTP still has time.
                 (true, TtsTransport::WebSocketWithHttpFallback) => {
@@ -318,11 +319,23 @@ impl ElevenLabsTts {
                 (true, _) => self.start_ws(request).await,
                 (false, _) => self.start_http(request).await,
             };
-            let failure = match attempt {
-                Ok(started) => return Ok(started),
-                Err(failure) => failure,
-            };
             let transport = if on_ws { "websocket" } else { "http" };
+            let operation = format!("speech over {transport}");
+            let failure = match attempt {
+                Ok(audio) => {
+                    super::observe_attempt("elevenlabs", &operation, started, super::Attempt::Ok);
+                    return Ok(audio);
+                }
+                Err(failure) => {
+                    let attempt = match &failure.error {
+                        PortError::TimedOut(_) => super::Attempt::Timeout,
+                        PortError::Refused(_) => super::Attempt::Refused,
+                        _ => super::Attempt::Unavailable,
+                    };
+                    super::observe_attempt("elevenlabs", &operation, started, attempt);
+                    failure
+                }
+            };
             if failure.retry == Retry::Never {
                 return Err(failure.error);
             }

@@ -172,10 +172,23 @@ impl OpenAiClient {
         let mut retries = 0;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
+            let started = std::time::Instant::now();
             let error = match tokio::time::timeout(remaining, attempt()).await {
-                Ok(Ok(value)) => return Ok(value),
-                Ok(Err(error)) => error,
-                Err(_) => return Err(RequestError::timed_out(timeout)),
+                Ok(Ok(value)) => {
+                    super::observe_attempt("openai", what, started, super::Attempt::Ok);
+                    return Ok(value);
+                }
+                Ok(Err(error)) => {
+                    let attempt = error
+                        .status
+                        .map_or(super::Attempt::Transport, super::Attempt::Status);
+                    super::observe_attempt("openai", what, started, attempt);
+                    error
+                }
+                Err(_) => {
+                    super::observe_attempt("openai", what, started, super::Attempt::Timeout);
+                    return Err(RequestError::timed_out(timeout));
+                }
             };
             let Retry::Allowed { after } = error.retry else {
                 return Err(error);

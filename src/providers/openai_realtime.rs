@@ -265,18 +265,34 @@ async fn connect(url: String, api_key: SecretString) -> Result<Box<Socket>, Link
         HeaderValue::from_static(crate::USER_AGENT),
     );
     let handshake = tokio_tungstenite::connect_async_with_config(request, None, true);
+    let started = std::time::Instant::now();
+    let observe = |attempt| {
+        super::observe_attempt("openai", "realtime transcription", started, attempt);
+    };
     match tokio::time::timeout(CONNECT_TIMEOUT, handshake).await {
-        Err(_) => Err(LinkError::retry(PortError::TimedOut(CONNECT_TIMEOUT))),
-        Ok(Err(tungstenite::Error::Http(response))) => Err(handshake_refused(
-            response.status().as_u16(),
-            response.body().as_deref().unwrap_or_default(),
-            &api_key,
-        )),
+        Err(_) => {
+            observe(super::Attempt::Timeout);
+            Err(LinkError::retry(PortError::TimedOut(CONNECT_TIMEOUT)))
+        }
+        Ok(Err(tungstenite::Error::Http(response))) => {
+            observe(super::Attempt::Status(response.status().as_u16()));
+            Err(handshake_refused(
+                response.status().as_u16(),
+                response.body().as_deref().unwrap_or_default(),
+                &api_key,
+            ))
+        }
         // tungstenite's errors name no header, so the key cannot leak through them.
-        Ok(Err(error)) => Err(LinkError::retry(PortError::Unavailable(format!(
-            "openai realtime transcription ({error})"
-        )))),
-        Ok(Ok((socket, _response))) => Ok(Box::new(socket)),
+        Ok(Err(error)) => {
+            observe(super::Attempt::Transport);
+            Err(LinkError::retry(PortError::Unavailable(format!(
+                "openai realtime transcription ({error})"
+            ))))
+        }
+        Ok(Ok((socket, _response))) => {
+            observe(super::Attempt::Ok);
+            Ok(Box::new(socket))
+        }
     }
 }
 

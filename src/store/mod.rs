@@ -190,6 +190,11 @@ impl Store {
         })
     }
 
+    /// Connections the pool holds, and how many of them are idle.
+    pub fn pool_connections(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
     /// Readiness: the database answers and every migration this build knows is applied.
     pub async fn check_ready(&self) -> Result<(), StoreError> {
         let applied: Vec<i64> =

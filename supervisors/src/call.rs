@@ -134,6 +134,8 @@ pub enum CallMsg {
     /// Staff put these words in the agent's mouth: whatever the agent was saying or
     /// preparing stops and it says them, recorded as the agent's line.
     Say(String),
+    /// The server is going away: the agent says these words, then hangs up.
+    SayGoodbye(String),
     /// Where the call is, for dashboards and tests.
     Phase(RpcReplyPort<CallPhase>),
     /// Report from the STT child.
@@ -351,6 +353,9 @@ impl CallState {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.transcript.push((speaker, text.to_owned()));
+        if speaker == Speaker::Agent {
+            observe_stages(&timings);
+        }
         let _ = self.records.send(Record::Turn(TurnRecord {
             seq,
             speaker,
@@ -409,6 +414,27 @@ impl CallState {
         }
         if !heard.is_empty() {
             self.record_line(Speaker::Agent, &heard, true, current.timings);
+        }
+    }
+}
+
+/// Records a reply's stage timings in `switchboard_turn_stage_duration_seconds{stage}`
+/// (and what the runtime itself added as stage `runtime`).
+fn observe_stages(timings: &StageTimings) {
+    let stages = [
+        ("endpointing", timings.endpointing_ms),
+        ("stt", timings.stt_ms),
+        ("retrieval", timings.retrieval_ms),
+        ("llm_first_token", timings.llm_first_token_ms),
+        ("llm_first_sentence", timings.llm_first_sentence_ms),
+        ("tts_first_byte", timings.tts_first_byte_ms),
+        ("voice_to_voice", timings.voice_to_voice_ms),
+        ("runtime", timings.runtime_overhead_ms()),
+    ];
+    for (stage, ms) in stages {
+        if let Some(ms) = ms {
+            metrics::histogram!("switchboard_turn_stage_duration_seconds", "stage" => stage)
+                .record(f64::from(ms) / 1000.0);
         }
     }
 }
@@ -517,6 +543,7 @@ impl Actor for CallSupervisor {
         myself: ActorRef<CallMsg>,
         state: &mut CallState,
     ) -> Result<(), ActorProcessingErr> {
+        metrics::gauge!("switchboard_calls_live").increment(1.0);
         state.publish(
             "call.started",
             json!({"agent_id": state.args.agent.id, "from": state.args.call.customer}),
@@ -603,7 +630,8 @@ impl Actor for CallSupervisor {
                     transfer_now(&myself, state, number);
                 }
             }
-            CallMsg::Say(text) => say_for_staff(&myself, state, text),
+            CallMsg::Say(text) => say_now(&myself, state, text, CallAction::Continue),
+            CallMsg::SayGoodbye(text) => say_now(&myself, state, text, CallAction::HangUp),
             CallMsg::Phase(reply) => {
                 let _ = reply.send(state.phase);
             }
@@ -668,6 +696,7 @@ impl Actor for CallSupervisor {
         _: ActorRef<CallMsg>,
         state: &mut CallState,
     ) -> Result<(), ActorProcessingErr> {
+        metrics::gauge!("switchboard_calls_live").decrement(1.0);
         // Stopped from outside before it ended (the runtime shutting down past its drain
         // deadline): what the call consumed is owed all the same.
         if !state.ended {
@@ -690,7 +719,13 @@ impl Actor for CallSupervisor {
         let Some(child) = state.child_of(cell.get_id()) else {
             return Ok(());
         };
-        tracing::warn!(call_id = %state.args.call.call_id, ?child, %error, "pipeline child failed");
+        tracing::warn!(call_id = %state.args.call.call_id, tenant_id = %state.args.call.tenant, ?child, %error, "pipeline child failed");
+        let kind = match child {
+            Child::Stt => "stt",
+            Child::Llm => "llm",
+            Child::Tts => "tts",
+        };
+        metrics::counter!("switchboard_actor_failures_total", "actor" => kind).increment(1);
         if state.phase == CallPhase::Ended {
             return Ok(());
         }
@@ -704,6 +739,7 @@ impl Actor for CallSupervisor {
             return Ok(());
         }
         let fresh = spawn_child(child, &myself, &state.args).await?;
+        metrics::counter!("switchboard_actor_restarts_total", "actor" => kind).increment(1);
         state.children.retain(|(c, _)| *c != child);
         state.children.push((child, fresh.clone()));
         match child {
@@ -853,7 +889,7 @@ fn on_transcript(myself: &ActorRef<CallMsg>, state: &mut CallState, text: String
     if matches!(state.phase, CallPhase::Speaking | CallPhase::Greeting) {
         // Speech shorter than the barge-in minimum while the agent talks: a back-channel
         // "mm-hm" or a cough, which neither interrupts nor starts a turn.
-        tracing::debug!(call_id = %state.args.call.call_id, "short speech over the agent ignored");
+        tracing::debug!(call_id = %state.args.call.call_id, tenant_id = %state.args.call.tenant, "short speech over the agent ignored");
         return;
     }
     state.cut_turn();
@@ -971,7 +1007,7 @@ fn on_llm(myself: &ActorRef<CallMsg>, state: &mut CallState, report: LlmReport) 
             finish_turn_if_played(myself, state);
         }
         LlmReport::Failed { error, .. } => {
-            tracing::warn!(call_id = %state.args.call.call_id, %error, "the model could not answer");
+            tracing::warn!(call_id = %state.args.call.call_id, tenant_id = %state.args.call.tenant, %error, "the model could not answer");
             if let Some(current) = state.current.as_ref().filter(|c| c.sentences.is_empty()) {
                 let words = current.fallback.clone();
                 speak(state, words.unwrap_or_else(|| DID_NOT_CATCH.to_owned()));
@@ -1061,7 +1097,7 @@ fn on_tts(myself: &ActorRef<CallMsg>, state: &mut CallState, report: TtsReport) 
             }
         }
         TtsReport::Failed { turn, seq, error } => {
-            tracing::warn!(call_id = %state.args.call.call_id, %error, "a sentence could not be spoken");
+            tracing::warn!(call_id = %state.args.call.call_id, tenant_id = %state.args.call.tenant, %error, "a sentence could not be spoken");
             if let Some(sentence) = state
                 .current
                 .as_mut()
@@ -1146,8 +1182,8 @@ fn finish_turn_if_played(myself: &ActorRef<CallMsg>, state: &mut CallState) {
 }
 
 /// Speaks `text` as the agent's next line at once, cutting off (as a barge-in would) what
-/// the agent was saying or preparing.
-fn say_for_staff(myself: &ActorRef<CallMsg>, state: &mut CallState, text: String) {
+/// the agent was saying or preparing; `then` is done once it has played.
+fn say_now(myself: &ActorRef<CallMsg>, state: &mut CallState, text: String, then: CallAction) {
     if state.phase == CallPhase::Ended || state.failing.is_some() {
         return;
     }
@@ -1157,7 +1193,9 @@ fn say_for_staff(myself: &ActorRef<CallMsg>, state: &mut CallState, text: String
     }
     let turn = state.next_turn;
     state.next_turn += 1;
-    state.current = Some(AgentTurn::new(turn));
+    let mut current = AgentTurn::new(turn);
+    current.then = then;
+    state.current = Some(current);
     state.phase = CallPhase::Speaking;
     state.publish("call.agent_speaking", json!({"turn": turn, "by": "staff"}));
     for sentence in split_sentences(&text) {
@@ -1183,7 +1221,7 @@ fn hand_to_person(myself: &ActorRef<CallMsg>, state: &mut CallState, why: &str) 
         return;
     }
     let Some(number) = state.args.agent.transfer_number.clone() else {
-        tracing::info!(call_id = %state.args.call.call_id, why, "no transfer number: the agent keeps the call");
+        tracing::info!(call_id = %state.args.call.call_id, tenant_id = %state.args.call.tenant, why, "no transfer number: the agent keeps the call");
         return;
     };
     state.args.telephony.clear();
@@ -1204,7 +1242,7 @@ fn fail_call(myself: &ActorRef<CallMsg>, state: &mut CallState, reason: String, 
     if state.failing.is_some() {
         return;
     }
-    tracing::error!(call_id = %state.args.call.call_id, %reason, "ending the call after repeated failures");
+    tracing::error!(call_id = %state.args.call.call_id, tenant_id = %state.args.call.tenant, %reason, "ending the call after repeated failures");
     state.publish("call.failed", json!({"reason": reason}));
     state.cut_turn();
     state.args.telephony.clear();
@@ -1243,6 +1281,14 @@ fn end_call(myself: &ActorRef<CallMsg>, state: &mut CallState, outcome: CallOutc
     state.cut_turn();
     state.phase = CallPhase::Ended;
     state.usage.call_ms = state.answered_at.elapsed().as_millis() as u64;
+    let label = match &outcome {
+        CallOutcome::Completed => "completed",
+        CallOutcome::Transferred(_) => "transferred",
+        CallOutcome::Failed(_) => "failed",
+    };
+    metrics::counter!("switchboard_calls_total", "outcome" => label).increment(1);
+    metrics::histogram!("switchboard_call_duration_seconds")
+        .record(state.usage.call_ms as f64 / 1000.0);
     let ended = match &outcome {
         CallOutcome::Completed => json!({"outcome": "completed"}),
         CallOutcome::Transferred(to) => json!({"outcome": "transferred", "transferred_to": to}),
@@ -1457,7 +1503,7 @@ async fn write_records(
             }),
         };
         if let Err(error) = written {
-            tracing::error!(call_id = %call.call_id, %error, "a call record could not be written");
+            tracing::error!(call_id = %call.call_id, tenant_id = %call.tenant, %error, "a call record could not be written");
         }
     }
 }

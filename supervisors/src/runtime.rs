@@ -416,6 +416,16 @@ impl Runtime {
         }
     }
 
+    /// Has every live call say `words` and hang up once they have played.
+    pub async fn say_goodbye(&self, words: &str) {
+        let Ok(tenants) = ask(&self.actor, RuntimeMsg::Tenants).await else {
+            return;
+        };
+        for tenant in tenants {
+            let _ = tenant.send_message(TenantMsg::SayGoodbye(words.to_owned()));
+        }
+    }
+
     /// Stops the runtime and everything under it.
     pub async fn stop(&self) {
         let _ = self.actor.stop_and_wait(None, Some(ASK_TIMEOUT)).await;

@@ -100,6 +100,8 @@ pub enum TenantMsg {
     LiveCalls(RpcReplyPort<usize>),
     /// Admit no more calls.
     Drain,
+    /// Every live call says these words and hangs up (the drain time ran out).
+    SayGoodbye(String),
     /// A conversation actor finished starting (internal).
     ConversationStarted {
         /// The customer.
@@ -231,6 +233,7 @@ impl Actor for TenantSupervisor {
         args: TenantArgs,
     ) -> Result<TenantState, ActorProcessingErr> {
         let knowledge = spawn_knowledge(&args, myself.get_cell()).await?;
+        metrics::gauge!("switchboard_tenants_active").increment(1.0);
         Ok(TenantState {
             knowledge_budget: RestartBudget::new(args.settings.restart),
             args,
@@ -241,6 +244,15 @@ impl Actor for TenantSupervisor {
             exited_early: HashMap::new(),
             draining: false,
         })
+    }
+
+    async fn post_stop(
+        &self,
+        _myself: ActorRef<TenantMsg>,
+        _state: &mut TenantState,
+    ) -> Result<(), ActorProcessingErr> {
+        metrics::gauge!("switchboard_tenants_active").decrement(1.0);
+        Ok(())
     }
 
     async fn handle(
@@ -317,6 +329,11 @@ impl Actor for TenantSupervisor {
                 let _ = reply.send(state.occupied());
             }
             TenantMsg::Drain => state.draining = true,
+            TenantMsg::SayGoodbye(words) => {
+                for live in state.calls.values() {
+                    let _ = live.actor.send_message(CallMsg::SayGoodbye(words.clone()));
+                }
+            }
             TenantMsg::CallStarted {
                 call,
                 telephony,
@@ -363,18 +380,31 @@ impl Actor for TenantSupervisor {
             .iter()
             .find(|(_, c)| c.actor.get_id() == id)
             .map(|(k, _)| *k);
+        let failed = failure.is_some();
+        let count_failure = |actor: &'static str| {
+            if failed {
+                metrics::counter!("switchboard_actor_failures_total", "actor" => actor)
+                    .increment(1);
+            }
+        };
         if let Some(live) = live_call.and_then(|call_id| state.calls.remove(&call_id)) {
+            count_failure("call");
             state.call_gone(live, failure);
         } else if state.knowledge.as_ref().is_some_and(|k| k.get_id() == id) {
+            count_failure("knowledge");
             // Knowledge is restarted within its budget and given up on past it: calls go on
             // without it (its tool answers that it is unavailable) rather than all ending.
             state.knowledge = None;
             if state.knowledge_budget.allow_restart(Instant::now()) {
+                metrics::counter!("switchboard_actor_restarts_total", "actor" => "knowledge")
+                    .increment(1);
                 state.knowledge = Some(spawn_knowledge(&state.args, myself.get_cell()).await?);
             } else {
                 tracing::error!(tenant = %state.args.tenant, "the knowledge actor keeps failing; running without it");
             }
-        } else if !state.conversations.forget(|c| c.get_id() == id) {
+        } else if state.conversations.forget(|c| c.get_id() == id) {
+            count_failure("conversation");
+        } else {
             // Not registered yet: a child that stopped before its start was reported.
             state.exited_early.insert(id, failure);
         }
