@@ -4,14 +4,13 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::{TestApp, TWILIO_TOKEN};
 use reqwest::StatusCode;
 use secrecy::SecretString;
-use switchboard::emulator::{Emulator, EmulatorScript};
+use switchboard::emulator::Emulator;
 use switchboard::settings::DatabaseKind;
 use switchboard::simulator::{CallScript, CallerTurn, SimulatorConfig};
 use switchboard::store::Store;
@@ -34,15 +33,7 @@ where
 
 #[tokio::test]
 async fn sigterm_lets_the_live_call_finish_refuses_new_ones_and_exits_0() {
-    let caller = common::unique_number();
-    let mut script = EmulatorScript::instant();
-    script.transcripts.by_prompt = BTreeMap::from([(
-        caller.clone(),
-        vec![
-            "Do you open on Sunday?".to_owned(),
-            "And on Monday?".to_owned(),
-        ],
-    )]);
+    let (script, caller) = common::caller_saying(&["Do you open on Sunday?", "And on Monday?"]);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let emulator = Emulator::start(listener, script);
 

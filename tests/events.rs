@@ -13,7 +13,6 @@ use common::{
 };
 use reqwest::StatusCode;
 use serde_json::json;
-use switchboard::emulator::EmulatorScript;
 use switchboard::simulator::CallerTurn;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -37,12 +36,7 @@ fn assert_ids_increase(events: &[SseEvent]) {
 
 #[tokio::test]
 async fn a_subscriber_sees_its_call_in_order_and_another_tenant_sees_nothing() {
-    let caller = common::unique_number();
-    let mut script = EmulatorScript::instant();
-    script.transcripts.by_prompt = std::collections::BTreeMap::from([(
-        caller.clone(),
-        vec!["Do you open on Sunday?".to_owned()],
-    )]);
+    let (script, caller) = common::caller_saying(&["Do you open on Sunday?"]);
     let (app, _emulator) = spawn_voice_app(script, &[]).await;
     let line = app.line().await;
     let other = app.register("Bright Smiles").await;
@@ -217,10 +211,7 @@ async fn a_subscriber_on_one_node_sees_a_call_on_another() {
         "--jwt-secret",
         "a-secret-both-nodes-share-0123456789",
     ];
-    let caller = common::unique_number();
-    let mut script = EmulatorScript::instant();
-    script.transcripts.by_prompt =
-        std::collections::BTreeMap::from([(caller.clone(), vec!["Hello there".to_owned()])]);
+    let (script, caller) = common::caller_saying(&["Hello there"]);
     let (calls_node, _emulator) = spawn_voice_app(script, &shared).await;
     let watch_node = spawn_app_with(&shared).await;
     let line = calls_node.line().await;
@@ -264,10 +255,7 @@ async fn a_subscriber_on_one_node_sees_a_call_on_another() {
 
 #[tokio::test]
 async fn subscribers_that_never_read_do_not_hold_a_call_up() {
-    let caller = common::unique_number();
-    let mut script = EmulatorScript::instant();
-    script.transcripts.by_prompt =
-        std::collections::BTreeMap::from([(caller.clone(), vec!["What time is it?".to_owned()])]);
+    let (script, caller) = common::caller_saying(&["What time is it?"]);
     let (app, _emulator) = spawn_voice_app(script, &[]).await;
     let line = app.line().await;
     // Three dashboards open streams and never read them.

@@ -10,7 +10,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use common::fixtures::manual_pdf;
 use common::{spawn_voice_app, EventStream};
 use reqwest::StatusCode;
-use switchboard::emulator::EmulatorScript;
 use switchboard::simulator::CallerTurn;
 
 /// The samples of a Prometheus text exposition: `name{labels}` → value.
@@ -60,10 +59,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 
 #[tokio::test]
 async fn metrics_count_a_call_and_cover_every_dashboard_and_alert_query() {
-    let caller = common::unique_number();
-    let mut script = EmulatorScript::instant();
-    script.transcripts.by_prompt =
-        BTreeMap::from([(caller.clone(), vec!["What are your hours?".to_owned()])]);
+    let (script, caller) = common::caller_saying(&["What are your hours?"]);
     let (app, _emulator) = spawn_voice_app(script, &[]).await;
     let line = app.line().await;
     let (status, doc) = app

@@ -445,6 +445,18 @@ pub async fn spawn_voice_app(
     (app, emulator)
 }
 
+/// An instant emulator script in which a new caller's speech is heard as `lines`, in order;
+/// returns it with that caller's number.
+pub fn caller_saying(lines: &[&str]) -> (switchboard::emulator::EmulatorScript, String) {
+    let caller = unique_number();
+    let mut script = switchboard::emulator::EmulatorScript::instant();
+    script.transcripts.by_prompt = std::collections::BTreeMap::from([(
+        caller.clone(),
+        lines.iter().map(|l| (*l).to_owned()).collect(),
+    )]);
+    (script, caller)
+}
+
 /// A valid password for test accounts.
 pub const PASSWORD: &str = "correct horse battery";
 
