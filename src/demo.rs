@@ -144,10 +144,11 @@ pub async fn run(mut settings: Settings, keep: bool, out: &mut dyn Write) -> any
     if keep {
         writeln!(out)?;
         writeln!(out, "The server keeps running at {base} (Ctrl-C stops it).")?;
-        writeln!(out, "Sign in: POST {base}/v1/auth/login with")?;
+        writeln!(out, "Open the dashboard at {base}/ and sign in as")?;
+        writeln!(out, "  {OWNER_EMAIL} with the password {password}")?;
         writeln!(
             out,
-            "  {{\"email\": \"{OWNER_EMAIL}\", \"password\": \"{password}\"}}"
+            "(the API takes the same at POST {base}/v1/auth/login)."
         )?;
         writeln!(out, "The demo's database is {}.", database.display())?;
         tokio::signal::ctrl_c().await?;

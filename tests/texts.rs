@@ -45,23 +45,6 @@ fn script(rules: Vec<ReplyRule>) -> EmulatorScript {
     script
 }
 
-/// A fake Twilio that accepts every text with a fresh SID.
-async fn fake_twilio() -> FakeTwilio {
-    FakeTwilio::start(Duration::ZERO, |seen: &Seen| {
-        let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
-        let to = seen
-            .form
-            .iter()
-            .find(|(k, _)| k == "To")
-            .map(|(_, v)| v.clone());
-        (
-            StatusCode::CREATED,
-            json!({"sid": sid, "status": "queued", "num_segments": "1", "to": to}).to_string(),
-        )
-    })
-    .await
-}
-
 async fn spawn(rules: Vec<ReplyRule>, twilio: &FakeTwilio) -> (TestApp, EmulatorHandle) {
     spawn_with(script(rules), twilio).await
 }
@@ -215,7 +198,7 @@ fn llm_requests(emulator: &EmulatorHandle) -> Vec<String> {
 
 #[tokio::test]
 async fn a_text_is_answered_by_rest_and_its_delivery_is_recorded_in_order() {
-    let twilio = fake_twilio().await;
+    let twilio = FakeTwilio::accepting_texts().await;
     let (app, _emulator) = spawn(
         vec![rule("civic", "Yes, the red Civic is on the lot.")],
         &twilio,
@@ -306,7 +289,7 @@ async fn a_text_is_answered_by_rest_and_its_delivery_is_recorded_in_order() {
 
 #[tokio::test]
 async fn the_twiml_mode_answers_in_the_webhook_and_pictures_get_a_polite_answer() {
-    let twilio = fake_twilio().await;
+    let twilio = FakeTwilio::accepting_texts().await;
     let (app, emulator) = spawn(vec![rule("hours", "We are open nine to six.")], &twilio).await;
     let shop = shop(&app, "You sell cars.").await;
     let (status, body) = app
@@ -367,7 +350,7 @@ async fn the_twiml_mode_answers_in_the_webhook_and_pictures_get_a_polite_answer(
 
 #[tokio::test]
 async fn a_call_after_a_text_knows_the_text_and_a_text_after_a_call_knows_the_call() {
-    let twilio = fake_twilio().await;
+    let twilio = FakeTwilio::accepting_texts().await;
     let customer = unique_number();
     let rules = vec![
         ReplyRule {
@@ -499,7 +482,7 @@ async fn a_call_after_a_text_knows_the_text_and_a_text_after_a_call_knows_the_ca
 
 #[tokio::test]
 async fn takeover_silences_the_agent_on_both_channels_and_release_brings_it_back() {
-    let twilio = fake_twilio().await;
+    let twilio = FakeTwilio::accepting_texts().await;
     let (app, emulator) = spawn(vec![rule("anyone", "I can help with that.")], &twilio).await;
     let shop = shop(&app, "You sell cars.").await;
     let viewer = app.add_user(&shop.owner, "viewer").await;
@@ -593,7 +576,7 @@ async fn takeover_silences_the_agent_on_both_channels_and_release_brings_it_back
 
 #[tokio::test]
 async fn one_customer_of_two_tenants_has_two_separate_conversations() {
-    let twilio = fake_twilio().await;
+    let twilio = FakeTwilio::accepting_texts().await;
     let (app, emulator) = spawn(
         vec![
             ReplyRule {
@@ -652,7 +635,7 @@ async fn one_customer_of_two_tenants_has_two_separate_conversations() {
 
 #[tokio::test]
 async fn a_text_that_routes_to_no_tenant_is_refused() {
-    let twilio = fake_twilio().await;
+    let twilio = FakeTwilio::accepting_texts().await;
     let (app, _emulator) = spawn(Vec::new(), &twilio).await;
     let shop = shop(&app, "You sell cars.").await;
     let customer = unique_number();
@@ -673,7 +656,7 @@ async fn a_text_that_routes_to_no_tenant_is_refused() {
 
 #[tokio::test]
 async fn a_120000_character_history_still_gives_a_prompt_under_the_budget() {
-    let twilio = fake_twilio().await;
+    let twilio = FakeTwilio::accepting_texts().await;
     let (app, emulator) = spawn(vec![rule("latest", "Here is the latest.")], &twilio).await;
     let shop = shop(&app, "You sell cars.").await;
     let customer = unique_number();
@@ -745,7 +728,7 @@ async fn a_120000_character_history_still_gives_a_prompt_under_the_budget() {
 
 #[tokio::test]
 async fn a_text_the_agent_sends_during_a_call_joins_the_conversation() {
-    let twilio = fake_twilio().await;
+    let twilio = FakeTwilio::accepting_texts().await;
     let customer = unique_number();
     let mut script = script(vec![
         ReplyRule {
@@ -811,7 +794,7 @@ async fn a_text_the_agent_sends_during_a_call_joins_the_conversation() {
 
 #[tokio::test]
 async fn a_lead_staff_change_reaches_the_next_reply_of_a_running_conversation() {
-    let twilio = fake_twilio().await;
+    let twilio = FakeTwilio::accepting_texts().await;
     let (app, emulator) = spawn(Vec::new(), &twilio).await;
     let shop = shop(&app, "You are texting {{customer_name}}.").await;
     let customer = unique_number();
@@ -844,7 +827,7 @@ async fn a_lead_staff_change_reaches_the_next_reply_of_a_running_conversation() 
 
 #[tokio::test]
 async fn a_returning_caller_hears_the_first_message_when_the_model_cannot_greet() {
-    let twilio = fake_twilio().await;
+    let twilio = FakeTwilio::accepting_texts().await;
     let (app, emulator) = spawn(Vec::new(), &twilio).await;
     let shop = shop(&app, "You sell cars.").await;
     let customer = unique_number();

@@ -8,6 +8,7 @@ mod auth;
 mod callbacks;
 mod calls;
 mod conversations;
+mod dashboard;
 pub mod error;
 mod events;
 mod extract;
@@ -202,6 +203,7 @@ pub fn router(state: AppState) -> Router {
     Router::from(small_body_routes())
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
         .merge(Router::from(upload_routes()).layer(RequestBodyLimitLayer::new(upload_limit)))
+        .merge(dashboard::routes())
         .with_state(state)
         .layer(DefaultBodyLimit::disable())
         .layer(TimeoutLayer::with_status_code(axum::http::StatusCode::SERVICE_UNAVAILABLE, settings.request_timeout))

@@ -150,8 +150,15 @@ struct SummaryRow {
     extracted: String,
 }
 
-const SUMMARY_COLUMNS: &str = "id, call_sid, direction, from_number, to_number, agent_id, phone_number_id, lead_id,
-    conversation_id, status, started_at, answered_at, ended_at, duration_ms, end_reason, failure, summary,
+/// The call's columns; its lead and conversation are those of the customer's number when the
+/// row does not name them (calls are recorded before the customer's records are resolved).
+const SUMMARY_COLUMNS: &str = "id, call_sid, direction, from_number, to_number, agent_id, phone_number_id,
+    COALESCE(lead_id, (SELECT l.id FROM leads l WHERE l.tenant_id = calls.tenant_id
+        AND l.phone = CASE calls.direction WHEN 'inbound' THEN calls.from_number ELSE calls.to_number END
+        LIMIT 1)) AS lead_id,
+    COALESCE(conversation_id, (SELECT c.id FROM conversations c WHERE c.tenant_id = calls.tenant_id
+        AND c.customer_number = CASE calls.direction WHEN 'inbound' THEN calls.from_number ELSE calls.to_number END
+        LIMIT 1)) AS conversation_id, status, started_at, answered_at, ended_at, duration_ms, end_reason, failure, summary,
     sentiment, extracted";
 
 fn optional_id<T: std::str::FromStr>(raw: Option<String>) -> Result<Option<T>, StoreError> {

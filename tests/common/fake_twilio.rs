@@ -83,6 +83,24 @@ impl FakeTwilio {
         Self::start(Duration::ZERO, move |_| (status, body.to_owned())).await
     }
 
+    /// Accepts every text (Messages.json) with a fresh SID.
+    pub async fn accepting_texts() -> Self {
+        Self::start(Duration::ZERO, |seen: &Seen| {
+            let sid = format!("SM{}", uuid::Uuid::new_v4().simple());
+            let to = seen
+                .form
+                .iter()
+                .find(|(k, _)| k == "To")
+                .map(|(_, v)| v.clone());
+            (
+                StatusCode::CREATED,
+                serde_json::json!({"sid": sid, "status": "queued", "num_segments": "1", "to": to})
+                    .to_string(),
+            )
+        })
+        .await
+    }
+
     pub fn client(&self) -> TwilioClient {
         TwilioClient::with_options(
             ACCOUNT,
