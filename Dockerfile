@@ -9,6 +9,7 @@ COPY actors actors
 COPY supervisors supervisors
 COPY src src
 COPY migrations migrations
+COPY web web
 RUN cargo build --release --locked --bin switchboard && strip target/release/switchboard
 
 FROM debian:bookworm-slim

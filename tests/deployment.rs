@@ -139,6 +139,13 @@ fn the_image_builds_in_stages_and_runs_unprivileged() {
         .expect("a USER line");
     assert_ne!(user.trim(), "root");
     assert!(dockerfile.contains("HEALTHCHECK") && dockerfile.contains("/readyz"));
+    // Everything the release build compiles in (sources, migrations, the dashboard's files).
+    for folder in ["actors", "supervisors", "src", "migrations", "web"] {
+        assert!(
+            dockerfile.contains(&format!("COPY {folder} {folder}")),
+            "the build stage copies {folder}/"
+        );
+    }
 }
 
 #[test]
