@@ -4,16 +4,14 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use common::{TestApp, TWILIO_TOKEN};
+use common::process::{emulated_providers, ServerProcess};
+use common::TWILIO_TOKEN;
 use reqwest::StatusCode;
 use secrecy::SecretString;
 use switchboard::emulator::Emulator;
-use switchboard::settings::DatabaseKind;
 use switchboard::simulator::{CallScript, CallerTurn, SimulatorConfig};
-use switchboard::store::Store;
 
 /// Polls until `check` holds, for up to `within`.
 async fn eventually<F, Fut>(within: Duration, mut check: F) -> bool
@@ -37,71 +35,20 @@ async fn sigterm_lets_the_live_call_finish_refuses_new_ones_and_exits_0() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let emulator = Emulator::start(listener, script);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let data_dir = std::env::temp_dir().join(format!("sbdrain-{}", uuid::Uuid::new_v4()));
-    let database = match switchboard::testing::postgres_url() {
-        Some(server) => switchboard::testing::fresh_postgres_database(&server).await,
-        None => format!("sqlite://{}/switchboard.db?mode=rwc", data_dir.display()),
-    };
-    let mut server = Command::new(env!("CARGO_BIN_EXE_switchboard"));
-    server
-        .arg("serve")
-        .env_clear()
-        .env("SWITCHBOARD_LISTEN", format!("127.0.0.1:{port}"))
-        .env("SWITCHBOARD_DATA_DIR", &data_dir)
-        .env("DATABASE_URL", &database)
-        .env("TWILIO_AUTH_TOKEN", TWILIO_TOKEN)
-        .env("OPENAI_API_KEY", "sk-test")
-        .env("OPENAI_BASE_URL", emulator.openai_base_url())
-        .env("ELEVENLABS_API_KEY", "xi-test")
-        .env("ELEVENLABS_BASE_URL", emulator.base_url())
-        .env("DRAIN_TIMEOUT", "60")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit());
+    let database = common::shared_database_url().await;
+    let mut env = emulated_providers(&emulator);
+    env.push(("DATABASE_URL", database));
+    env.push(("DRAIN_TIMEOUT", "60".to_owned()));
     if let Some(redis) = switchboard::testing::redis_url() {
-        server.env("REDIS_URL", redis).env(
+        env.push(("REDIS_URL", redis));
+        env.push((
             "REDIS_KEY_PREFIX",
             format!("sbtest-{}", uuid::Uuid::new_v4().simple()),
-        );
+        ));
     }
-    let mut child = server.spawn().expect("the server starts");
-    let base = format!("http://127.0.0.1:{port}");
-    let client = reqwest::Client::new();
-    let ready = |expected: StatusCode| {
-        let (client, url) = (client.clone(), format!("{base}/readyz"));
-        move || {
-            let (client, url) = (client.clone(), url.clone());
-            async move {
-                client
-                    .get(&url)
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status() == expected)
-            }
-        }
-    };
-    assert!(
-        eventually(Duration::from_secs(30), ready(StatusCode::OK)).await,
-        "the server never became ready"
-    );
-    let kind = if database.starts_with("sqlite") {
-        DatabaseKind::Sqlite
-    } else {
-        DatabaseKind::Postgres
-    };
-    let app = TestApp {
-        base: base.clone(),
-        client: client.clone(),
-        store: Store::open(&SecretString::from(database.clone()), kind)
-            .await
-            .unwrap(),
-        data_dir,
-    };
+    let server = ServerProcess::start(&env).await;
+    let app = &server.app;
+    let base = app.base.clone();
     let line = app.line().await;
 
     // A two-turn call, the caller pausing before the second so the call is still live when
@@ -119,7 +66,6 @@ async fn sigterm_lets_the_live_call_finish_refuses_new_ones_and_exits_0() {
     let call = tokio::spawn(async move { switchboard::simulator::run_call(&config, &turns).await });
     let token = line.owner.access.clone();
     let live = eventually(Duration::from_secs(20), || {
-        let app = &app;
         let token = token.clone();
         async move {
             let (_, page) = app.get("/v1/calls?status=in-progress", &token).await;
@@ -131,15 +77,11 @@ async fn sigterm_lets_the_live_call_finish_refuses_new_ones_and_exits_0() {
     .await;
     assert!(live, "the call never went live");
 
-    let pid = child.id().to_string();
-    let killed = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    assert!(killed.success());
+    server.terminate();
     assert!(
-        eventually(
-            Duration::from_secs(5),
-            ready(StatusCode::SERVICE_UNAVAILABLE)
-        )
-        .await,
+        server
+            .readiness_becomes(StatusCode::SERVICE_UNAVAILABLE, Duration::from_secs(5))
+            .await,
         "/readyz never turned not-ready"
     );
     // A new call is refused politely while the live one goes on.
@@ -160,21 +102,7 @@ async fn sigterm_lets_the_live_call_finish_refuses_new_ones_and_exits_0() {
         "{report:?}"
     );
 
-    let exited = tokio::task::spawn_blocking(move || {
-        let until = std::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = child.try_wait().unwrap() {
-                return Some(status);
-            }
-            if std::time::Instant::now() > until {
-                let _ = child.kill();
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    })
-    .await
-    .unwrap();
+    let exited = server.exit_within(Duration::from_secs(30)).await;
     let status = exited.expect("the server exits after the drain");
     assert!(status.success(), "exit status {status:?}");
 }

@@ -1,15 +1,15 @@
 //! Live events over Server-Sent Events, through real HTTP: a tenant's subscriber sees its
 //! call as it happens and another tenant's sees nothing; a reconnect with `Last-Event-ID`
 //! gets what it missed; tickets open one stream once; filters; and, with Redis, a
-//! subscriber on one node sees a call on another.
+//! subscriber on one server process sees a call on another.
 
 mod common;
 
 use std::time::Duration;
 
+use common::process::{emulated_providers, ServerProcess};
 use common::{
-    assert_problem, shared_database_url, spawn_app, spawn_app_with, spawn_voice_app, EventStream,
-    SseEvent,
+    assert_problem, shared_database_url, spawn_app, spawn_voice_app, EventStream, SseEvent,
 };
 use reqwest::StatusCode;
 use serde_json::json;
@@ -196,27 +196,34 @@ async fn a_ticket_opens_one_stream_once_and_filters_pick_types() {
 }
 
 #[tokio::test]
-async fn a_subscriber_on_one_node_sees_a_call_on_another() {
+async fn a_subscriber_on_one_server_process_sees_a_call_on_another() {
     if switchboard::testing::redis_url().is_none() {
         return; // events cross nodes through Redis only
     }
-    let database = shared_database_url().await;
-    let prefix = format!("sbtest-{}", uuid::Uuid::new_v4().simple());
-    // One deployment: one database, one Redis, one signing key.
-    let shared = [
-        "--database-url",
-        &database,
-        "--redis-key-prefix",
-        &prefix,
-        "--jwt-secret",
-        "a-secret-both-nodes-share-0123456789",
-    ];
     let (script, caller) = common::caller_saying(&["Hello there"]);
-    let (calls_node, _emulator) = spawn_voice_app(script, &shared).await;
-    let watch_node = spawn_app_with(&shared).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let emulator = switchboard::emulator::Emulator::start(listener, script);
+    // One deployment of two processes: one database, one Redis, one signing key.
+    let shared = vec![
+        ("DATABASE_URL", shared_database_url().await),
+        ("REDIS_URL", switchboard::testing::redis_url().unwrap()),
+        (
+            "REDIS_KEY_PREFIX",
+            format!("sbtest-{}", uuid::Uuid::new_v4().simple()),
+        ),
+        (
+            "JWT_SECRET",
+            "a-secret-both-nodes-share-0123456789".to_owned(),
+        ),
+    ];
+    let mut calling = shared.clone();
+    calling.extend(emulated_providers(&emulator));
+    let calls_process = ServerProcess::start(&calling).await;
+    let watch_process = ServerProcess::start(&shared).await;
+    let (calls_node, watch_node) = (&calls_process.app, &watch_process.app);
     let line = calls_node.line().await;
     let mut events = EventStream::open(
-        &watch_node,
+        watch_node,
         "/v1/events?types=call.*",
         Some(&line.owner.access),
         &[],
@@ -240,7 +247,7 @@ async fn a_subscriber_on_one_node_sees_a_call_on_another() {
 
     // A reconnect to the other node resumes from the same stream of ids.
     let mut resumed = EventStream::open(
-        &calls_node,
+        calls_node,
         "/v1/events?types=call.*",
         Some(&line.owner.access),
         &[("Last-Event-ID", seen[0].id.as_deref().unwrap())],

@@ -155,6 +155,12 @@ impl Store {
             DatabaseKind::Sqlite => &SQLITE_MIGRATIONS,
             DatabaseKind::Postgres => &POSTGRES_MIGRATIONS,
         };
+        // PostgreSQL serializes concurrent migrators with an advisory lock; SQLite has none, so
+        // nodes sharing one file take turns through a lock file beside it.
+        let _turn = match kind {
+            DatabaseKind::Sqlite => sqlite_migration_lock(url.expose_secret()).await?,
+            DatabaseKind::Postgres => None,
+        };
         let mut conn = options.connect().await?;
         migrator.run(&mut conn).await?;
         conn.close().await?;
@@ -393,6 +399,35 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes to JSON")
 }
 
+/// An exclusive lock on `<database file>.migrate-lock`, held while the returned file lives;
+/// `None` for an in-memory database. Waits for another process that holds it.
+async fn sqlite_migration_lock(url: &str) -> Result<Option<std::fs::File>, StoreError> {
+    let path = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.starts_with(":memory:") {
+        return Ok(None);
+    }
+    let lock_path = format!("{path}.migrate-lock");
+    let file = tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)?;
+        file.lock()?;
+        Ok::<_, std::io::Error>(file)
+    })
+    .await
+    .map_err(std::io::Error::other)
+    .and_then(|locked| locked)
+    .map_err(sqlx::Error::Io)?;
+    Ok(Some(file))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -424,6 +459,22 @@ mod tests {
             .await
             .unwrap();
         (a, b)
+    }
+
+    /// Nodes started together on one new SQLite file migrate it in turn, not both at once
+    /// (which failed with "duplicate column name").
+    #[tokio::test]
+    async fn nodes_opening_one_new_sqlite_file_together_both_start() {
+        let dir = std::env::temp_dir().join(format!("sbmigrate-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let url = SecretString::from(format!(
+            "sqlite://{}?mode=rwc",
+            dir.join("shared.db").display()
+        ));
+        let opens = (0..4).map(|_| Store::open(&url, DatabaseKind::Sqlite));
+        for opened in futures::future::join_all(opens).await {
+            opened.expect("every node starts");
+        }
     }
 
     /// The second wall: on PostgreSQL a query that forgets `WHERE tenant_id = …` still sees

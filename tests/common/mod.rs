@@ -6,6 +6,7 @@
 
 pub mod fake_twilio;
 pub mod fixtures;
+pub mod process;
 
 use std::path::PathBuf;
 
