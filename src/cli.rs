@@ -1,5 +1,5 @@
 //! The command line: `switchboard serve`, `switchboard demo`, `switchboard migrate`,
-//! `switchboard emulate`, `switchboard call`, `switchboard --version`.
+//! `switchboard emulate`, `switchboard call`, `switchboard loadtest`, `switchboard --version`.
 
 use clap::{Parser, Subcommand};
 
@@ -48,6 +48,48 @@ pub enum Command {
     /// script's caller audio in real time, status callback. Prints per turn the caller's line,
     /// how long the agent spoke and the voice-to-voice latency. Signs with TWILIO_AUTH_TOKEN.
     Call(CallArgs),
+    /// Load-test a server: many simulated Twilio calls at once (each slot places the script's
+    /// call again and again), then a table (or JSON) of calls completed and failed,
+    /// voice-to-voice and runtime-overhead percentiles, audio lag and gaps, and the server's
+    /// CPU and memory per call from its /metrics. Signs with TWILIO_AUTH_TOKEN.
+    Loadtest(LoadtestArgs),
+}
+
+/// The flags of `switchboard loadtest`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LoadtestArgs {
+    /// Base URL of the server to load, e.g. http://127.0.0.1:8080.
+    #[arg(long)]
+    pub server: String,
+    /// The number called (E.164): the tenant's number that routes to its agent. Callers are
+    /// +15552000000, +15552000001 … one per concurrent call.
+    #[arg(long)]
+    pub to: String,
+    /// Concurrent calls at full load.
+    #[arg(long, default_value_t = 100)]
+    pub calls: usize,
+    /// Time over which the calls are started, evenly (e.g. 30s, 2m).
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    pub ramp: std::time::Duration,
+    /// Time full load is held after the ramp; calls in flight then finish.
+    #[arg(long, default_value = "120s", value_parser = humantime::parse_duration)]
+    pub duration: std::time::Duration,
+    /// JSON call script every call follows (as for `switchboard call`); without one each
+    /// call only hears the greeting.
+    #[arg(long)]
+    pub script: Option<std::path::PathBuf>,
+    /// What the providers and endpointing add to every reply, in ms: the endpointing silence
+    /// plus the emulated STT, LLM first-sentence and TTS first-byte latencies. Subtracted
+    /// from voice-to-voice to give the runtime's own overhead.
+    #[arg(long, default_value_t = 0)]
+    pub baseline_ms: u64,
+    /// The server's Prometheus metrics (CPU, memory, live calls, inbound lag); default
+    /// SERVER/metrics.
+    #[arg(long)]
+    pub metrics_url: Option<String>,
+    /// Print the whole report as JSON (with the per-second samples) instead of the table.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// The flags of `switchboard call`. Named so as not to collide with the global settings'

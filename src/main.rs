@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use switchboard::app::Application;
-use switchboard::cli::{CallArgs, Cli, Command};
+use switchboard::cli::{CallArgs, Cli, Command, LoadtestArgs};
 use switchboard::emulator::{Emulator, EmulatorScript};
 use switchboard::settings::Settings;
 use switchboard::store::Store;
@@ -22,7 +22,9 @@ async fn main() -> ExitCode {
         }
     };
     let default_filter = match cli.command {
-        Command::Demo { .. } | Command::Call(_) => switchboard::telemetry::REPORT_LOG_FILTER,
+        Command::Demo { .. } | Command::Call(_) | Command::Loadtest(_) => {
+            switchboard::telemetry::REPORT_LOG_FILTER
+        }
         _ => switchboard::telemetry::SERVER_LOG_FILTER,
     };
     switchboard::telemetry::init(settings.log_format, default_filter);
@@ -37,6 +39,7 @@ async fn main() -> ExitCode {
             script,
         } => emulate(emulator_listen, script).await,
         Command::Call(args) => return call(&args, &settings).await,
+        Command::Loadtest(args) => return loadtest(&args, &settings).await,
         Command::Demo { keep } => {
             switchboard::demo::run(settings, keep, &mut std::io::stdout()).await
         }
@@ -95,6 +98,29 @@ async fn call(args: &CallArgs, settings: &Settings) -> ExitCode {
         }
         Err(e) => {
             eprintln!("switchboard call: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `switchboard loadtest`: progress on stderr, the report on stdout; exit code 2 for bad
+/// input, 1 when the run could not start or a call failed.
+async fn loadtest(args: &LoadtestArgs, settings: &Settings) -> ExitCode {
+    let progress = |line: &str| eprintln!("loadtest: {line}");
+    match switchboard::simulator::command::load(args, settings.twilio_auth_token.as_ref(), progress)
+        .await
+    {
+        Ok((report, failed)) => {
+            let mut stdout = std::io::stdout().lock();
+            let written = writeln!(stdout, "{}", report.trim_end()).and_then(|()| stdout.flush());
+            if written.is_err() || failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        Err(e) => {
+            eprintln!("switchboard loadtest: {e}");
             ExitCode::from(e.exit_code())
         }
     }

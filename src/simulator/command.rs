@@ -1,11 +1,13 @@
-//! `switchboard call`: the simulator behind the command line. Turns the flags into a
-//! [`SimulatorConfig`] (checking the numbers and SIDs), runs the call and renders the report;
-//! `main.rs` only prints the result and picks the exit code.
+//! `switchboard call` and `switchboard loadtest`: the simulator behind the command line.
+//! Turns the flags into a [`SimulatorConfig`] or [`LoadPlan`] (checking the numbers and
+//! SIDs), runs the call or the load and renders the report; `main.rs` only prints the result
+//! and picks the exit code.
 
 use secrecy::SecretString;
 
+use super::load::{self, LoadError, LoadPlan};
 use super::{run_call, CallScript, SimulatorConfig, SimulatorError};
-use crate::cli::CallArgs;
+use crate::cli::{CallArgs, LoadtestArgs};
 use actors::domain::E164;
 
 /// Why `switchboard call` failed, split by exit code: 2 when the command was given something
@@ -21,6 +23,19 @@ pub enum CommandError {
     /// The report could not be written as JSON.
     #[error("cannot write the report as JSON: {0}")]
     Report(#[source] serde_json::Error),
+    /// The load run could not start.
+    #[error(transparent)]
+    Load(LoadError),
+}
+
+impl From<LoadError> for CommandError {
+    fn from(error: LoadError) -> Self {
+        match error {
+            LoadError::Simulator(e) => CommandError::Call(e),
+            LoadError::NoCalls => CommandError::Usage(error.to_string()),
+            other => CommandError::Load(other),
+        }
+    }
 }
 
 impl CommandError {
@@ -30,7 +45,7 @@ impl CommandError {
         match self {
             CommandError::Usage(_)
             | CommandError::Call(SimulatorError::Script(_) | SimulatorError::BadUrl { .. }) => 2,
-            CommandError::Call(_) | CommandError::Report(_) => 1,
+            CommandError::Call(_) | CommandError::Report(_) | CommandError::Load(_) => 1,
         }
     }
 }
@@ -54,18 +69,60 @@ pub async fn run(
     }
 }
 
-/// The call's configuration from the flags.
-pub fn config(
-    args: &CallArgs,
+/// Runs `switchboard loadtest`: what to print (the table, or JSON with `--json`) and whether
+/// any call failed. `progress` gets a line every few seconds.
+pub async fn load(
+    args: &LoadtestArgs,
     auth_token: Option<&SecretString>,
-) -> Result<SimulatorConfig, CommandError> {
-    let auth_token = auth_token.cloned().ok_or_else(|| {
+    progress: impl Fn(&str) + Send + Sync + 'static,
+) -> Result<(String, bool), CommandError> {
+    let auth_token = required_token(auth_token)?;
+    let to = E164::parse(&args.to)
+        .map_err(|e| CommandError::Usage(format!("--to `{}`: {e}", args.to)))?;
+    let server = args.server.trim_end_matches('/');
+    let plan = LoadPlan {
+        server: server.to_owned(),
+        to: to.as_str().to_owned(),
+        calls: args.calls,
+        ramp: args.ramp,
+        duration: args.duration,
+        baseline_ms: args.baseline_ms,
+        metrics_url: args
+            .metrics_url
+            .clone()
+            .unwrap_or_else(|| format!("{server}/metrics")),
+        auth_token,
+    };
+    let script = match &args.script {
+        Some(path) => CallScript::from_file(path).map_err(SimulatorError::from)?,
+        None => CallScript::default(),
+    };
+    let report = load::run(&plan, &script, progress).await?;
+    let failed = report.failed > 0;
+    let text = if args.json {
+        serde_json::to_string_pretty(&report).map_err(CommandError::Report)?
+    } else {
+        report.to_table()
+    };
+    Ok((text, failed))
+}
+
+fn required_token(auth_token: Option<&SecretString>) -> Result<SecretString, CommandError> {
+    auth_token.cloned().ok_or_else(|| {
         CommandError::Usage(
             "TWILIO_AUTH_TOKEN (--twilio-auth-token) is not set: the simulator signs every \
              request with it, and the server must have the same token"
                 .into(),
         )
-    })?;
+    })
+}
+
+/// The call's configuration from the flags.
+pub fn config(
+    args: &CallArgs,
+    auth_token: Option<&SecretString>,
+) -> Result<SimulatorConfig, CommandError> {
+    let auth_token = required_token(auth_token)?;
     let number = |flag: &str, value: &str| {
         E164::parse(value)
             .map(|n| n.as_str().to_owned())

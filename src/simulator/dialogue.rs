@@ -6,6 +6,7 @@
 //! 20 ms and reports what the server sent, each with the time since the stream started, so
 //! the whole conversation logic is unit-tested on a simulated clock.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::playback::Playback;
@@ -55,6 +56,9 @@ struct ReplyLog {
     interrupted: bool,
     /// Marks the server sent during it.
     marks: Vec<String>,
+    /// Silences heard inside its sentences: how many, and how long in all.
+    gaps: u32,
+    gap: Duration,
 }
 
 impl ReplyLog {
@@ -72,6 +76,8 @@ impl ReplyLog {
             },
             interrupted: self.interrupted,
             marks: self.marks.clone(),
+            gaps: self.gaps,
+            gap_ms: u64::try_from(self.gap.as_millis()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -79,7 +85,7 @@ impl ReplyLog {
 /// The caller's side of a streamed conversation.
 #[derive(Debug)]
 pub(crate) struct Dialogue {
-    turns: Vec<PreparedTurn>,
+    turns: Arc<[PreparedTurn]>,
     timing: Timing,
     playback: Playback,
     /// One per reply: the greeting, then one after each line.
@@ -104,7 +110,7 @@ pub(crate) struct DialogueReport {
 
 impl Dialogue {
     /// A caller about to say `turns`, with the stream starting at time zero.
-    pub fn new(turns: Vec<PreparedTurn>, timing: Timing) -> Self {
+    pub fn new(turns: Arc<[PreparedTurn]>, timing: Timing) -> Self {
         let mut replies = vec![ReplyLog::default(); turns.len() + 1];
         replies[0].reference = Some(Duration::ZERO);
         let phase = match turns.first() {
@@ -163,7 +169,10 @@ impl Dialogue {
         reply.bytes += bytes as u64;
         // 8000 bytes a second: 125 µs a byte.
         let length = Duration::from_micros(bytes as u64 * 125);
-        self.playback.queue_audio(now, length, self.current);
+        if let Some(gap) = self.playback.queue_audio(now, length, self.current) {
+            reply.gaps += 1;
+            reply.gap += gap;
+        }
     }
 
     /// The server sent a mark at `now`; collect it with [`Dialogue::take_due_marks`].
@@ -327,7 +336,7 @@ mod tests {
 
     #[test]
     fn the_caller_waits_for_the_greeting_speaks_and_hangs_up_after_the_reply() {
-        let mut d = Dialogue::new(vec![line(10, 300, None)], timing());
+        let mut d = Dialogue::new(vec![line(10, 300, None)].into(), timing());
         let (speech, hung_up) = run(&mut d, |now, d| {
             // A 1 s greeting arrives at 400 ms; a 0.5 s reply 700 ms after the caller stops.
             if now == ms(400) {
@@ -358,7 +367,7 @@ mod tests {
     #[test]
     fn a_barge_in_line_starts_over_the_reply_and_a_clear_marks_it_interrupted() {
         let mut d = Dialogue::new(
-            vec![line(5, 0, None), line(5, 300, Some(200))],
+            vec![line(5, 0, None), line(5, 300, Some(200))].into(),
             Timing {
                 wait_for_greeting: false,
                 ..timing()
@@ -396,7 +405,7 @@ mod tests {
 
     #[test]
     fn without_a_reply_the_caller_goes_on_after_the_reply_timeout() {
-        let mut d = Dialogue::new(vec![line(1, 0, None)], timing());
+        let mut d = Dialogue::new(vec![line(1, 0, None)].into(), timing());
         let (speech, hung_up) = run(&mut d, |_, _| {});
         assert_eq!(speech, vec![ms(1000)]);
         assert_eq!(hung_up, ms(2000));
@@ -407,7 +416,7 @@ mod tests {
 
     #[test]
     fn the_caller_listens_again_when_the_agent_resumes_during_the_pause() {
-        let mut d = Dialogue::new(vec![line(1, 500, None)], timing());
+        let mut d = Dialogue::new(vec![line(1, 500, None)].into(), timing());
         let (speech, _) = run(&mut d, |now, d| {
             if now == ms(100) || now == ms(600) {
                 // 100 ms of greeting, then more after the quiet (100..200, quiet to 400).
@@ -421,7 +430,7 @@ mod tests {
 
     #[test]
     fn marks_fall_due_as_the_audio_before_them_plays() {
-        let mut d = Dialogue::new(vec![], timing());
+        let mut d = Dialogue::new(Vec::new().into(), timing());
         d.on_media(ms(0), 800);
         d.on_mark(ms(0), "m".into());
         assert_eq!(d.next_mark_due(), Some(ms(100)));
@@ -433,7 +442,7 @@ mod tests {
     #[test]
     fn no_lines_and_no_greeting_wait_hangs_up_at_once() {
         let mut d = Dialogue::new(
-            vec![],
+            Vec::new().into(),
             Timing {
                 wait_for_greeting: false,
                 ..timing()

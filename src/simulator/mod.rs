@@ -29,6 +29,7 @@
 
 pub mod command;
 mod dialogue;
+pub mod load;
 mod playback;
 pub mod report;
 pub mod script;
@@ -36,6 +37,7 @@ mod stream;
 pub mod twiml;
 mod webhook;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
@@ -46,6 +48,7 @@ pub use script::{CallScript, CallerTurn, ScriptError};
 pub use twiml::TwimlParseError;
 
 use dialogue::Timing;
+use script::PreparedTurn;
 use twiml::Verb;
 
 /// Path of the voice webhook on a switchboard server.
@@ -211,15 +214,32 @@ pub async fn run_call(
     script: &CallScript,
 ) -> Result<CallReport, SimulatorError> {
     let turns = script.prepare()?;
+    place_call(&http_client()?, config, script, turns.into()).await
+}
+
+/// The HTTP client Twilio's side posts webhooks with; many calls may share one (the load
+/// generator does, so a thousand calls do not mean a thousand connection pools).
+pub(crate) fn http_client() -> Result<reqwest::Client, SimulatorError> {
+    reqwest::Client::builder()
+        .timeout(WEBHOOK_TIMEOUT)
+        .user_agent(webhook::USER_AGENT)
+        .build()
+        .map_err(SimulatorError::Client)
+}
+
+/// [`run_call`] with the script's audio already prepared (shared, not copied, between calls)
+/// and a given HTTP client.
+pub(crate) async fn place_call(
+    client: &reqwest::Client,
+    config: &SimulatorConfig,
+    script: &CallScript,
+    turns: Arc<[PreparedTurn]>,
+) -> Result<CallReport, SimulatorError> {
     check_url("voice webhook URL", &config.webhook_url)?;
     if let Some(url) = &config.status_callback_url {
         check_url("status callback URL", url)?;
     }
-    let client = reqwest::Client::builder()
-        .timeout(WEBHOOK_TIMEOUT)
-        .user_agent(webhook::USER_AGENT)
-        .build()
-        .map_err(SimulatorError::Client)?;
+    let client = client.clone();
     let started = Instant::now();
     let deadline = started + Duration::from_millis(script.call_timeout_ms);
 

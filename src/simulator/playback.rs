@@ -6,6 +6,10 @@
 //! Time is passed in (a [`Duration`] since the stream started) rather than read from a clock,
 //! so the model is exact and unit-tested without sleeping. Each piece of audio carries an
 //! owner, the index of the agent reply it belongs to, so a `clear` can say whose audio it cut.
+//!
+//! The server puts a mark after each sentence, so audio since the last mark is a sentence
+//! still being spoken: when its next piece arrives after the line has gone quiet, the caller
+//! heard a gap inside the sentence ([`Playback::queue_audio`] returns it).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -43,15 +47,30 @@ pub(crate) struct Playback {
     marks: VecDeque<PendingMark>,
     /// When everything queued so far will have played.
     queue_end: Duration,
+    /// Audio has come since the last mark (or `clear`): a sentence is under way.
+    in_sentence: bool,
 }
+
+/// Silence shorter than one 20 ms frame is not heard as a gap: the phone network's own
+/// jitter buffer absorbs it.
+pub(crate) const AUDIBLE_GAP: Duration = Duration::from_millis(20);
 
 impl Playback {
     /// Queues `length` of audio received at `now`: it plays after what is already queued, or
-    /// at once when the line is idle.
-    pub fn queue_audio(&mut self, now: Duration, length: Duration, owner: usize) {
+    /// at once when the line is idle. Returns the silence the caller heard before it when it
+    /// continues a sentence that ran dry for at least [`AUDIBLE_GAP`].
+    pub fn queue_audio(
+        &mut self,
+        now: Duration,
+        length: Duration,
+        owner: usize,
+    ) -> Option<Duration> {
         if length.is_zero() {
-            return;
+            return None;
         }
+        let gap = now.saturating_sub(self.queue_end);
+        let heard_gap = (self.in_sentence && gap >= AUDIBLE_GAP).then_some(gap);
+        self.in_sentence = true;
         let start = self.queue_end.max(now);
         self.queue_end = start + length;
         self.segments.push_back(Segment {
@@ -59,12 +78,14 @@ impl Playback {
             end: self.queue_end,
             owner,
         });
+        heard_gap
     }
 
     /// Queues a mark received at `now`, due when the audio queued before it has played (at
     /// once if none is left; collect it with [`Playback::take_due_marks`]).
     pub fn queue_mark(&mut self, now: Duration, name: String) {
         let due = self.queue_end.max(now);
+        self.in_sentence = false;
         self.marks.push_back(PendingMark { name, due });
     }
 
@@ -102,6 +123,7 @@ impl Playback {
         }
         cleared.marks = self.marks.drain(..).map(|m| m.name).collect();
         self.queue_end = self.queue_end.min(now);
+        self.in_sentence = false;
         cleared
     }
 
@@ -135,6 +157,24 @@ mod tests {
         // After a gap the line is idle, and new audio starts when it arrives.
         p.queue_audio(ms(3000), ms(20), 1);
         assert_eq!(p.queue_end(), ms(3020));
+    }
+
+    #[test]
+    fn a_sentence_that_runs_dry_is_a_gap_but_a_pause_between_sentences_is_not() {
+        let mut p = Playback::default();
+        assert_eq!(p.queue_audio(ms(0), ms(100), 0), None);
+        // On time: the next piece arrives while the first still plays.
+        assert_eq!(p.queue_audio(ms(90), ms(100), 0), None);
+        // Late by less than a frame: absorbed.
+        assert_eq!(p.queue_audio(ms(210), ms(100), 0), None);
+        // Late by 50 ms inside the sentence: heard.
+        assert_eq!(p.queue_audio(ms(360), ms(100), 0), Some(ms(50)));
+        // The sentence ends with its mark; the next one may start after any pause.
+        p.queue_mark(ms(400), "s1".into());
+        assert_eq!(p.queue_audio(ms(900), ms(100), 0), None);
+        // A clear ends the sentence too.
+        p.clear(ms(950));
+        assert_eq!(p.queue_audio(ms(2000), ms(100), 1), None);
     }
 
     #[test]

@@ -109,6 +109,11 @@ pub struct AgentReply {
     pub interrupted: bool,
     /// The names of the server's marks that were echoed during this reply, in order.
     pub marks: Vec<String>,
+    /// Outbound audio gaps: times the caller heard silence inside one of the agent's
+    /// sentences (its audio ran out for at least 20 ms before the rest arrived).
+    pub gaps: u32,
+    /// The length of those silences together, in milliseconds.
+    pub gap_ms: u64,
 }
 
 impl CallReport {
@@ -196,6 +201,13 @@ fn reply_text(reply: &AgentReply, latency_label: &str) -> String {
             reply.played_ms as f64 / 1000.0
         );
     }
+    if reply.gaps > 0 {
+        let _ = write!(
+            text,
+            ", {} gap(s) of silence mid-sentence ({} ms)",
+            reply.gaps, reply.gap_ms
+        );
+    }
     text
 }
 
@@ -226,6 +238,8 @@ mod tests {
                 voice_to_voice_ms: Some(420),
                 interrupted: false,
                 marks: vec!["g".into()],
+                gaps: 0,
+                gap_ms: 0,
             }),
             turns: vec![TurnReport {
                 caller: "Book a table".into(),
@@ -237,6 +251,8 @@ mod tests {
                     voice_to_voice_ms: Some(910),
                     interrupted: true,
                     marks: vec![],
+                    gaps: 2,
+                    gap_ms: 70,
                 },
             }],
             script_turns: 2,
@@ -258,7 +274,7 @@ mod tests {
         assert!(text.contains("agent greeting: 1.50 s of audio, from start 420 ms"));
         assert!(text.contains("turn 1: caller \"Book a table\" (barged in)"));
         assert!(text
-            .contains("agent: 2.00 s of audio, voice-to-voice 910 ms, interrupted after 0.60 s"));
+            .contains("agent: 2.00 s of audio, voice-to-voice 910 ms, interrupted after 0.60 s, 2 gap(s) of silence mid-sentence (70 ms)"));
         assert!(text.contains("1 of 2 caller lines were spoken"));
         assert!(text.contains("1 clear(s), 1 mark(s) echoed"));
     }

@@ -9,6 +9,7 @@
 //! once. The caller hangs up with `stop` and a normal close; a server that closes first has
 //! hung up (or transferred), unless its close code says something went wrong.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -60,7 +61,7 @@ pub(crate) struct StreamEnd {
 pub(crate) async fn run_stream(
     config: &SimulatorConfig,
     target: &StreamTarget,
-    turns: Vec<PreparedTurn>,
+    turns: Arc<[PreparedTurn]>,
     timing: Timing,
     deadline: Instant,
     call_timeout_ms: u64,
