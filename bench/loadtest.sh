@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The standard load scenario on this machine (issue 10): the provider emulator with fixed
-# latencies (bench/emulator.json: STT 150 ms, LLM first token 250 ms, TTS first byte 120 ms),
+# latencies (bench/emulator.json: STT 150 ms, embeddings 30 ms, LLM first token 250 ms, TTS
+# first byte 120 ms),
 # a release `switchboard serve` on a fresh SQLite file with one tenant, and
 # `switchboard loadtest` placing the three-line call of bench/call.json.
 #
@@ -11,10 +12,10 @@
 # RAMP and HOLD (humantime durations, default 30s and 120s) change the run's shape;
 # SWITCHBOARD_BIN runs a binary already built instead of building the release one (CI runs a
 # short smoke test of this script with the debug build).
-# Writes bench/results/<UTC time>/: per run the JSON report (with the per-second samples) and
-# calls-N-memory.csv (memory and live calls each second), the
-# server's and emulator's logs, and summary.md, the table the README quotes. Exits 1 when any
-# call failed.
+# Each count runs against a fresh emulator, server and database. Writes
+# bench/results/<UTC time>/: per count the JSON report (with the per-second samples),
+# calls-N-memory.csv (memory and live calls each second) and the server's and emulator's logs,
+# and summary.md, the table the README quotes. Exits 1 when any call failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -26,9 +27,10 @@ fi
 [[ ${#counts[@]} -gt 0 ]] || counts=(100 500 1000 2000)
 RAMP=${RAMP:-30s}
 HOLD=${HOLD:-120s}
-# Endpointing silence (600 ms) + STT 150 + LLM first token 250 + TTS first byte 120: what
+# Endpointing silence (600 ms) + STT 150 + the query embedding of the automatic knowledge
+# retrieval 30 + LLM first token 250 + TTS first byte 120: what
 # the emulated providers and the turn detector add to every reply, not the runtime.
-BASELINE_MS=1120
+BASELINE_MS=1150
 
 bin=${SWITCHBOARD_BIN:-}
 if [[ -z $bin ]]; then
@@ -37,7 +39,6 @@ if [[ -z $bin ]]; then
 fi
 out="bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"
-work=$(mktemp -d)
 # Every call holds a few sockets in each process; the default of 1024 is far too few.
 ulimit -n "$(ulimit -Hn)"
 
@@ -47,43 +48,51 @@ server_port=18180
 server="http://127.0.0.1:$server_port"
 
 pids=()
-cleanup() {
+work=""
+stop_all() {
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    rm -rf "$work"
+    pids=()
+    [[ -z $work ]] || rm -rf "$work"
 }
-trap cleanup EXIT
+trap stop_all EXIT
 
-RUST_LOG=warn "$bin" emulate --emulator-listen "127.0.0.1:$emulator_port" \
-    --script bench/emulator.json >"$out/emulator.log" 2>&1 &
-pids+=($!)
-DATABASE_URL="sqlite://$work/switchboard.db?mode=rwc" \
-SWITCHBOARD_DATA_DIR="$work" \
-SWITCHBOARD_LISTEN="127.0.0.1:$server_port" \
-OPENAI_API_KEY=emulated OPENAI_BASE_URL="http://127.0.0.1:$emulator_port/v1" \
-ELEVENLABS_API_KEY=emulated ELEVENLABS_BASE_URL="http://127.0.0.1:$emulator_port" \
-RUST_LOG=warn "$bin" serve >"$out/server.log" 2>&1 &
-server_pid=$!
-pids+=("$server_pid")
+# A fresh emulator, server (new SQLite file) and tenant for each count, so one run's memory
+# and history never count toward the next. Logs go to $out/<name>-*.log.
+start_all() {
+    local name=$1
+    work=$(mktemp -d)
+    RUST_LOG=warn "$bin" emulate --emulator-listen "127.0.0.1:$emulator_port" \
+        --script bench/emulator.json >"$out/$name-emulator.log" 2>&1 &
+    pids+=($!)
+    DATABASE_URL="sqlite://$work/switchboard.db?mode=rwc" \
+    SWITCHBOARD_DATA_DIR="$work" \
+    SWITCHBOARD_LISTEN="127.0.0.1:$server_port" \
+    OPENAI_API_KEY=emulated OPENAI_BASE_URL="http://127.0.0.1:$emulator_port/v1" \
+    ELEVENLABS_API_KEY=emulated ELEVENLABS_BASE_URL="http://127.0.0.1:$emulator_port" \
+    RUST_LOG=warn "$bin" serve >"$out/$name-server.log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do
+        curl -fs "$server/readyz" >/dev/null && break
+        sleep 0.2
+    done
+    curl -fs "$server/readyz" >/dev/null ||
+        { echo "the server did not start: see $out/$name-server.log" >&2; exit 1; }
 
-for _ in $(seq 100); do
-    curl -fs "$server/readyz" >/dev/null && break
-    sleep 0.2
-done
-curl -fs "$server/readyz" >/dev/null || { echo "the server did not start: see $out/server.log" >&2; exit 1; }
-
-# One tenant, as a user sets it up through the API: owner, call limit, agent, number.
+    # One tenant, as a user sets it up through the API: owner, call limit, agent, number.
+    local token agent
+    token=$(api "$server/v1/auth/register" -d '{"tenant_name":"Load Test Motors","name":"Owner",
+        "email":"owner@load.example","password":"load-test-password"}' | json "['access_token']")
+    api -X PATCH "$server/v1/tenant" -H "authorization: Bearer $token" \
+        -d '{"concurrent_call_limit":10000,"monthly_minute_quota":null}' >/dev/null
+    agent=$(api "$server/v1/agents" -H "authorization: Bearer $token" -d '{"name":"Front desk",
+        "system_prompt":"You are the front desk of Load Test Motors. Keep answers short.",
+        "first_message":"Thanks for calling Load Test Motors, how can I help?"}' | json "['id']")
+    api "$server/v1/phone-numbers" -H "authorization: Bearer $token" \
+        -d "{\"number\":\"+15557770100\",\"agent_id\":\"$agent\",\"label\":\"Main line\"}" >/dev/null
+}
 api() { curl -fsS -H 'content-type: application/json' "$@"; }
 json() { python3 -c "import json,sys; print(json.load(sys.stdin)$1)"; }
-token=$(api "$server/v1/auth/register" -d '{"tenant_name":"Load Test Motors","name":"Owner",
-    "email":"owner@load.example","password":"load-test-password"}' | json "['access_token']")
-api -X PATCH "$server/v1/tenant" -H "authorization: Bearer $token" \
-    -d '{"concurrent_call_limit":10000,"monthly_minute_quota":null}' >/dev/null
-agent=$(api "$server/v1/agents" -H "authorization: Bearer $token" -d '{"name":"Front desk",
-    "system_prompt":"You are the front desk of Load Test Motors. Keep answers short.",
-    "first_message":"Thanks for calling Load Test Motors, how can I help?"}' | json "['id']")
-api "$server/v1/phone-numbers" -H "authorization: Bearer $token" \
-    -d "{\"number\":\"+15557770100\",\"agent_id\":\"$agent\",\"label\":\"Main line\"}" >/dev/null
 
 {
     echo "| calls | completed | failed | voice-to-voice p50 / p95 / p99 ms | overhead p50 / p99 ms | inbound lag p99 ms | outbound gaps | CPU s per call-minute | memory per live call KiB |"
@@ -93,6 +102,7 @@ api "$server/v1/phone-numbers" -H "authorization: Bearer $token" \
 failed=0
 for calls in "${counts[@]}"; do
     echo "== $calls concurrent calls (ramp $RAMP, hold $HOLD)" >&2
+    start_all "calls-$calls"
     "$bin" loadtest --server "$server" --to +15557770100 --calls "$calls" \
         --ramp "$RAMP" --duration "$HOLD" --script bench/call.json \
         --baseline-ms "$BASELINE_MS" --json >"$out/calls-$calls.json" || failed=1
@@ -111,8 +121,7 @@ print(f"| {r['calls']} | {r['completed']} | {r['failed']} | {v['p50']} / {v['p95
       f"| {f(r['cpu_seconds_per_call_minute'])} | {f(r['resident_kib_per_live_call'], 0)} |")
 EOF
     tail -n 1 "$out/summary.md" >&2
-    # Let the server finish the calls' analyses before the next count.
-    sleep 10
+    stop_all
 done
 echo "results in $out" >&2
 cat "$out/summary.md"

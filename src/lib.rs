@@ -32,3 +32,4 @@ pub mod testing;
 pub mod texts;
 pub mod twilio;
 pub mod webhooks;
+pub mod websocket;

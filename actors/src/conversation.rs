@@ -475,7 +475,8 @@ pub enum ConversationMsg {
 pub struct ConversationState {
     /// Whose customer (for logs).
     tenant: TenantId,
-    /// Every line, oldest first, corrections applied.
+    /// The lines that can still reach a prompt or its summary, oldest first, corrections
+    /// applied (older ones are only in the store).
     history: Vec<HistoryEntry>,
     /// Summary of `history[..folded]` (or, until the first fold, as loaded).
     summary: String,
@@ -637,9 +638,22 @@ impl ConversationState {
             }
         }
         let summary = fit_summary(&self.summary, summary_cap);
+        let messages = assemble(system, &summary, &self.history[cut..], newest_text);
+        self.forget_unreachable_lines();
         BuiltPrompt {
-            messages: assemble(system, &summary, &self.history[cut..], newest_text),
+            messages,
             new_summary,
+        }
+    }
+
+    /// Drops folded lines too old to reach any summary again: every line has words, so its
+    /// summary line costs at least one token, and a summary holds at most `summary_tokens`.
+    /// A customer who keeps calling thus costs bounded memory (the store keeps every line).
+    fn forget_unreachable_lines(&mut self) {
+        let unreachable = self.folded.saturating_sub(self.budget.summary_tokens);
+        if unreachable > 0 {
+            self.history.drain(..unreachable);
+            self.folded -= unreachable;
         }
     }
 
@@ -988,6 +1002,30 @@ mod tests {
                 ChatMessage::User("Yes, Saturday please.".into()),
             ]
         );
+    }
+
+    #[test]
+    fn a_long_history_keeps_bounded_lines_and_gives_the_same_prompts() {
+        let budget = PromptBudget {
+            max_tokens: 400,
+            summary_tokens: 40,
+        };
+        let mut full = long_history();
+        full.truncate(600);
+        let mut state = state_with(full[..300].to_vec(), budget);
+        for (n, entry) in full[300..].iter().enumerate() {
+            state.append(entry.clone());
+            let built = state.build_prompt("sys", &BTreeMap::new());
+            // What a state holding every line would send: built fresh from all of them.
+            let mut whole = state_with(full[..301 + n].to_vec(), budget);
+            assert_eq!(
+                built.messages,
+                whole.build_prompt("sys", &BTreeMap::new()).messages
+            );
+            // At most `summary_tokens` folded lines are kept.
+            assert!(state.folded <= 40, "{}", state.folded);
+        }
+        assert!(state.history.len() < 100, "{}", state.history.len());
     }
 
     #[test]

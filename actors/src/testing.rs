@@ -257,6 +257,8 @@ pub struct MemoryCallLog {
     calls: Mutex<HashMap<CallId, RecordedCall>>,
     /// Woken whenever anything is recorded, for [`MemoryCallLog::wait_for`].
     changed: Notify,
+    /// Writes still to refuse as a busy database would ([`MemoryCallLog::fail_next_writes`]).
+    failing_writes: std::sync::atomic::AtomicU32,
 }
 
 impl MemoryCallLog {
@@ -295,6 +297,26 @@ impl MemoryCallLog {
         }
     }
 
+    /// Makes the next `n` writes fail as `Unavailable`, as a database whose pool is queued
+    /// past its wait does, to show records are retried rather than lost.
+    pub fn fail_next_writes(&self, n: u32) {
+        self.failing_writes
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether this write is one [`MemoryCallLog::fail_next_writes`] asked to fail.
+    fn busy(&self) -> PortResult<()> {
+        let failing = self.failing_writes.fetch_update(
+            std::sync::atomic::Ordering::SeqCst,
+            std::sync::atomic::Ordering::SeqCst,
+            |n| n.checked_sub(1),
+        );
+        match failing {
+            Ok(_) => Err(PortError::Unavailable("the call log is busy".to_owned())),
+            Err(_) => Ok(()),
+        }
+    }
+
     /// Runs `f` on the record of a call that started; refuses one that never did, as the
     /// SQL adapter (whose rows reference their call) would.
     fn with_call(
@@ -303,6 +325,7 @@ impl MemoryCallLog {
         what: &str,
         f: impl FnOnce(&mut RecordedCall),
     ) -> PortResult<()> {
+        self.busy()?;
         let outcome = match lock(&self.calls).get_mut(&call.call_id) {
             Some(recorded) => {
                 f(recorded);
@@ -326,6 +349,7 @@ impl MemoryCallLog {
 #[async_trait]
 impl CallLog for MemoryCallLog {
     async fn call_started(&self, call: &CallInfo) -> PortResult<()> {
+        self.busy()?;
         lock(&self.calls).insert(
             call.call_id,
             RecordedCall {

@@ -2,7 +2,8 @@
 //! over HTTP and the single-context WebSocket stream-input API, producing `ulaw_8000` or
 //! `pcm_8000` from [`super::audio`], with ElevenLabs-shaped errors.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -21,7 +22,7 @@ use super::audio::{self, MS_PER_CHAR};
 use super::pacing::{self, Delivery, Gate};
 use super::record::{self, body_value};
 use super::script::{Family, FaultKind};
-use super::{Incoming, Shared};
+use super::{lock, Incoming, Shared};
 
 /// Audio per HTTP chunk: 100 ms, a size in the range the real stream sends.
 const HTTP_CHUNK_MS: usize = 100;
@@ -41,7 +42,7 @@ const INACTIVITY_MAX_S: u64 = 180;
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// The audio encodings the emulator can produce.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Format {
     /// `ulaw_8000`: one μ-law byte per sample, ready for a Twilio media payload.
     Ulaw,
@@ -64,11 +65,27 @@ impl Format {
         }
     }
 
-    fn speech(self, text: &str) -> Vec<u8> {
-        match self {
+    /// The text's speech in this format. Synthesis is most of the emulator's CPU under load
+    /// and agents repeat their sentences, so recent ones are kept (a load test would
+    /// otherwise measure the test double).
+    fn speech(self, text: &str) -> Bytes {
+        static RECENT: LazyLock<Mutex<HashMap<(Format, String), Bytes>>> =
+            LazyLock::new(Mutex::default);
+        const KEPT: usize = 256;
+        let key = (self, text.to_owned());
+        if let Some(hit) = lock(&RECENT).get(&key) {
+            return hit.clone();
+        }
+        let speech = Bytes::from(match self {
             Self::Ulaw => audio::speech_ulaw(text),
             Self::Pcm16 => audio::speech_pcm16le(text),
+        });
+        let mut recent = lock(&RECENT);
+        if recent.len() >= KEPT {
+            recent.clear();
         }
+        recent.insert(key, speech.clone());
+        speech
     }
 
     fn bytes_per_sample(self) -> usize {
@@ -160,7 +177,7 @@ pub(super) async fn stream(
         Ok(delivery) => delivery,
         Err(answer) => return answer,
     };
-    let speech = Bytes::from(format.speech(&text));
+    let speech = format.speech(&text);
     let chunk_len =
         audio::SAMPLES_PER_CHAR * HTTP_CHUNK_MS / MS_PER_CHAR as usize * format.bytes_per_sample();
     let chunks: Vec<Bytes> = (0..speech.len())
@@ -221,7 +238,9 @@ pub(super) async fn stream_input(
         inactivity: Duration::from_secs(inactivity),
         authenticated: key_in_header || !shared.script.require_keys,
     };
-    upgrade.on_upgrade(move |socket| run_session(shared, socket, session))
+    upgrade
+        .read_buffer_size(crate::websocket::READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| run_session(shared, socket, session))
 }
 
 /// What a session was opened with.

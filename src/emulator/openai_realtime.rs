@@ -83,7 +83,9 @@ pub(super) async fn realtime(
     if let Some(FaultKind::Status { status }) = fault {
         return fault_response(status);
     }
-    upgrade.on_upgrade(move |socket| run_session(shared, socket, seq, fault))
+    upgrade
+        .read_buffer_size(crate::websocket::READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| run_session(shared, socket, seq, fault))
 }
 
 /// What the reader asks the writer to do, in order.

@@ -419,7 +419,9 @@ pub async fn listen(
                 "the call's audio is not streaming on this server yet",
             )
         })?;
-    Ok(upgrade.on_upgrade(move |socket| relay_audio(socket, frames)))
+    Ok(upgrade
+        .read_buffer_size(crate::websocket::READ_BUFFER_BYTES)
+        .on_upgrade(move |socket| relay_audio(socket, frames)))
 }
 
 /// Sends the call's audio to the listener until the call ends or the listener leaves.

@@ -48,6 +48,7 @@ pub async fn media(
         ));
     };
     Ok(upgrade
+        .read_buffer_size(crate::websocket::READ_BUFFER_BYTES)
         .max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
         .on_upgrade(move |socket| stream(socket, calls)))

@@ -117,9 +117,13 @@ pub(super) async fn open(
         HeaderValue::from_static(crate::USER_AGENT),
     );
     // No Nagle: the messages are small and each is waited for.
-    let (socket, _response) = tokio_tungstenite::connect_async_with_config(request, None, true)
-        .await
-        .map_err(handshake_failure)?;
+    let (socket, _response) = tokio_tungstenite::connect_async_with_config(
+        request,
+        Some(crate::websocket::client_config()),
+        true,
+    )
+    .await
+    .map_err(handshake_failure)?;
     let mut session = WsSession {
         socket: Some(socket),
         finished: false,

@@ -264,7 +264,11 @@ async fn connect(url: String, api_key: SecretString) -> Result<Box<Socket>, Link
         header::USER_AGENT,
         HeaderValue::from_static(crate::USER_AGENT),
     );
-    let handshake = tokio_tungstenite::connect_async_with_config(request, None, true);
+    let handshake = tokio_tungstenite::connect_async_with_config(
+        request,
+        Some(crate::websocket::client_config()),
+        true,
+    );
     let started = std::time::Instant::now();
     let observe = |attempt| {
         super::observe_attempt("openai", "realtime transcription", started, attempt);

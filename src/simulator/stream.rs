@@ -114,7 +114,11 @@ async fn connect(
     );
     headers.insert("user-agent", HeaderValue::from_static(USER_AGENT));
     let limit = deadline.min(Instant::now() + CONNECT_TIMEOUT);
-    let handshake = tokio_tungstenite::connect_async_with_config(request, None, true);
+    let handshake = tokio_tungstenite::connect_async_with_config(
+        request,
+        Some(crate::websocket::client_config()),
+        true,
+    );
     match tokio::time::timeout_at(limit, handshake).await {
         Err(_) if limit == deadline => Err(SimulatorError::Timeout(call_timeout_ms)),
         Err(_) => Err(failed("the WebSocket handshake timed out".into())),

@@ -23,9 +23,9 @@ use actors::conversation::{speaker_label, truncate_keep_end, ConversationMsg};
 use actors::llm::{LlmActor, LlmArgs, LlmMsg, LlmReport};
 use actors::ports::{
     AgentConfig, CallAnalysis, CallInfo, CallLog, CallOutcome, CallUsage, Channel, ChatMessage,
-    ConversationStore, EventSink, HistoryEntry, LanguageModel, LlmRequest, MulawFrame, Sentiment,
-    Speaker, SpeechToText, StageTimings, SttOptions, Telephony, TenantEvent, TextToSpeech,
-    ToolCall, TurnRecord,
+    ConversationStore, EventSink, HistoryEntry, LanguageModel, LlmRequest, MulawFrame, PortError,
+    Sentiment, Speaker, SpeechToText, StageTimings, SttOptions, Telephony, TenantEvent,
+    TextToSpeech, ToolCall, TurnRecord,
 };
 use actors::sentences::SentenceSplitter;
 use actors::stt::{EndpointSettings, SttActor, SttArgs, SttMsg, SttReport};
@@ -1477,8 +1477,15 @@ fn parse_analysis(answer: &str) -> Result<CallAnalysis, String> {
     })
 }
 
+/// Attempts at writing one call record before it is given up on.
+const RECORD_ATTEMPTS: u32 = 5;
+/// The wait before the second attempt; it doubles after each (0.2 + 0.4 + 0.8 + 1.6 s).
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(200);
+
 /// Writes a call's records in order, off the audio path; the lead fields an analysis taught
-/// go to the customer's conversation.
+/// go to the customer's conversation. A record the store could not take (a database busy
+/// past its pool's wait under a burst of calls) is tried again a few times, so a slow
+/// moment costs time, not the record.
 async fn write_records(
     (log, events): (Arc<dyn CallLog>, Arc<dyn EventSink>),
     call: CallInfo,
@@ -1486,24 +1493,35 @@ async fn write_records(
     mut queue: mpsc::UnboundedReceiver<Record>,
 ) {
     while let Some(record) = queue.recv().await {
-        let written = match &record {
-            Record::Started => log.call_started(&call).await,
-            Record::Turn(turn) => log.turn(&call, turn).await,
-            Record::ToolCall(tool) => log.tool_called(&call, tool).await,
-            Record::Ended(outcome) => log.call_ended(&call, outcome).await,
-            Record::Usage(usage) => log.usage(&call, usage).await,
-            Record::Analysis(analysis) => log.analysis(&call, analysis).await.map(|lead| {
-                events.publish(TenantEvent {
-                    tenant: call.tenant,
-                    kind: "lead.updated",
-                    call_id: Some(call.call_id),
-                    data: json!({"customer": call.customer, "fields": lead, "change": "updated", "by": "analysis"}),
-                });
-                let _ = conversation.send_message(ConversationMsg::SetLead(lead));
-            }),
-        };
-        if let Err(error) = written {
-            tracing::error!(call_id = %call.call_id, tenant_id = %call.tenant, %error, "a call record could not be written");
+        let mut wait = RECORD_RETRY_FIRST;
+        for attempt in 1..=RECORD_ATTEMPTS {
+            let written = match &record {
+                Record::Started => log.call_started(&call).await,
+                Record::Turn(turn) => log.turn(&call, turn).await,
+                Record::ToolCall(tool) => log.tool_called(&call, tool).await,
+                Record::Ended(outcome) => log.call_ended(&call, outcome).await,
+                Record::Usage(usage) => log.usage(&call, usage).await,
+                Record::Analysis(analysis) => log.analysis(&call, analysis).await.map(|lead| {
+                    events.publish(TenantEvent {
+                        tenant: call.tenant,
+                        kind: "lead.updated",
+                        call_id: Some(call.call_id),
+                        data: json!({"customer": call.customer, "fields": lead, "change": "updated", "by": "analysis"}),
+                    });
+                    let _ = conversation.send_message(ConversationMsg::SetLead(lead));
+                }),
+            };
+            let error = match written {
+                Ok(()) => break,
+                Err(error) => error,
+            };
+            if matches!(error, PortError::Refused(_)) || attempt == RECORD_ATTEMPTS {
+                tracing::error!(call_id = %call.call_id, tenant_id = %call.tenant, %error, "a call record could not be written");
+                break;
+            }
+            tracing::warn!(call_id = %call.call_id, tenant_id = %call.tenant, %error, attempt, "a call record could not be written yet; trying again");
+            tokio::time::sleep(wait).await;
+            wait *= 2;
         }
     }
 }

@@ -277,6 +277,24 @@ async fn listening(call: &ActorRef<CallMsg>) -> Option<()> {
     panic!("the call never listened again");
 }
 
+/// Dials from `caller`, who says `lines` (one per turn, after the greeting) and hangs up;
+/// the call's record once it has ended.
+async fn converse(world: &World, caller: &str, lines: &[&str]) -> actors::testing::RecordedCall {
+    world.stt.script(caller, lines);
+    let (info, call, _phone) = world.dial(caller).await.unwrap();
+    after_turns(&world.log, &info, &call, 1)
+        .await
+        .expect("greeting played");
+    for turn in 1..=lines.len() {
+        speak(&call).await;
+        after_turns(&world.log, &info, &call, 1 + 2 * turn)
+            .await
+            .expect("the call goes on");
+    }
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    world.log.wait_for_end(info.call_id).await
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_call_of_several_turns_is_answered_recorded_and_remembered() {
     let world = world(
@@ -384,6 +402,32 @@ async fn a_call_of_several_turns_is_answered_recorded_and_remembered() {
         .contains(&ChatMessage::User("Tuesday at nine".to_owned())));
     let stored = world.conversations.snapshot(world.tenant, "+15550001");
     assert_eq!(stored.history.len(), 7);
+    world.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn records_a_busy_store_refused_are_written_when_it_recovers() {
+    let world = world(
+        5,
+        vec![],
+        ScriptedLlm::new(Duration::from_millis(250), echo_reply),
+    )
+    .await;
+    // The call's first record meets a busy store four times running (0.2 + 0.4 + 0.8 + 1.6 s
+    // of backoff); the ones queued behind it wait their turn.
+    world.log.fail_next_writes(4);
+    let record = converse(&world, "+15550002", &["Are you open on Sunday"]).await;
+
+    assert_eq!(record.outcome, Some(CallOutcome::Completed));
+    let lines: Vec<&str> = record.turns.iter().map(|t| t.text.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "Thanks for calling Acme Motors!",
+            "Are you open on Sunday",
+            "You said: Are you open on Sunday."
+        ]
+    );
     world.shutdown().await;
 }
 
@@ -783,20 +827,8 @@ async fn a_child_restarted_within_its_budget_lets_the_call_go_on() {
         ScriptedLlm::new(Duration::from_millis(100), flaky),
     )
     .await;
-    world
-        .stt
-        .script("+15550302", &["First question", "Second question"]);
     world.stt.panic_for("+15550302", 1);
-    let (info, call, _phone) = world.dial("+15550302").await.unwrap();
-    after_turns(&world.log, &info, &call, 1).await.unwrap();
-    for turn in 1..=2 {
-        speak(&call).await;
-        after_turns(&world.log, &info, &call, 1 + 2 * turn)
-            .await
-            .expect("the call goes on");
-    }
-    call.send_message(CallMsg::CallerHungUp).unwrap();
-    let record = world.log.wait_for_end(info.call_id).await;
+    let record = converse(&world, "+15550302", &["First question", "Second question"]).await;
 
     assert_eq!(record.outcome, Some(CallOutcome::Completed));
     let lines: Vec<&str> = record.turns.iter().map(|t| t.text.as_str()).collect();
