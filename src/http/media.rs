@@ -29,6 +29,11 @@ use crate::twilio::media::{
 
 /// Largest message accepted; Twilio's are under 1 KiB.
 const MAX_MESSAGE_BYTES: usize = 64 * 1024;
+/// What the socket layer itself will read of one message: larger than [`MAX_MESSAGE_BYTES`]
+/// so an oversized message is read whole and refused with 1009 by [`checked_size`]. Were the
+/// socket layer to refuse it at its header, the rest would still be unread when the socket
+/// closes, and the kernel would reset the connection instead of delivering the close frame.
+const READ_LIMIT_BYTES: usize = 1024 * 1024;
 /// How long Twilio has to send `start` after opening the socket.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -49,8 +54,8 @@ pub async fn media(
     };
     Ok(upgrade
         .read_buffer_size(crate::websocket::READ_BUFFER_BYTES)
-        .max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
+        .max_message_size(READ_LIMIT_BYTES)
+        .max_frame_size(READ_LIMIT_BYTES)
         .on_upgrade(move |socket| stream(socket, calls)))
 }
 
@@ -75,6 +80,18 @@ async fn close(mut socket: WebSocket, Close(code, reason): Close) {
 
 /// A receive error: a message over the limit gets its own code; anything else means the
 /// connection is gone.
+/// Refuses a text message over [`MAX_MESSAGE_BYTES`] with 1009.
+fn checked_size(text: axum::extract::ws::Utf8Bytes) -> Result<axum::extract::ws::Utf8Bytes, Close> {
+    if text.len() > MAX_MESSAGE_BYTES {
+        Err(Close(
+            close_code::SIZE,
+            "a message is larger than 64 KiB".into(),
+        ))
+    } else {
+        Ok(text)
+    }
+}
+
 fn receive_error(error: &axum::Error) -> Close {
     let text = error.to_string();
     if text.contains("too long") || text.contains("Space limit") {
@@ -107,7 +124,7 @@ async fn handshake(
 ) -> Result<(String, PendingLeg), Close> {
     loop {
         let text = match socket.recv().await {
-            Some(Ok(Message::Text(text))) => text,
+            Some(Ok(Message::Text(text))) => checked_size(text)?,
             Some(Ok(Message::Binary(_))) => {
                 return Err(Close(
                     close_code::UNSUPPORTED,
@@ -214,7 +231,10 @@ async fn carry(
         tokio::select! {
             inbound = socket.recv() => {
                 let text = match inbound {
-                    Some(Ok(Message::Text(text))) => text,
+                    Some(Ok(Message::Text(text))) => match checked_size(text) {
+                        Ok(text) => text,
+                        Err(close) => break Some(close),
+                    },
                     Some(Ok(Message::Binary(_))) => {
                         break Some(Close(close_code::UNSUPPORTED, "Media Streams messages are text".into()))
                     }
