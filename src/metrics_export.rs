@@ -141,6 +141,10 @@ fn describe() {
         "Tenants with a running supervisor on this node."
     );
     describe_gauge!(
+        "switchboard_conversations_loaded",
+        "Customer conversations held in memory on this node (retired after CONVERSATION_IDLE)."
+    );
+    describe_gauge!(
         "switchboard_process_resident_memory_bytes",
         Unit::Bytes,
         "Resident memory of this process."
@@ -153,6 +157,7 @@ fn describe() {
     metrics::gauge!("switchboard_calls_live").increment(0.0);
     metrics::gauge!("switchboard_sse_subscribers").increment(0.0);
     metrics::gauge!("switchboard_tenants_active").increment(0.0);
+    metrics::gauge!("switchboard_conversations_loaded").increment(0.0);
     for outcome in ["completed", "transferred", "failed"] {
         metrics::counter!("switchboard_calls_total", "outcome" => outcome).increment(0);
     }

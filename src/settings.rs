@@ -189,6 +189,10 @@ pub struct SettingsArgs {
     /// Seconds live calls may go on after SIGTERM before they hear a goodbye and are hung up.
     #[arg(long, env = "DRAIN_TIMEOUT", default_value = "600", global = true)]
     pub drain_timeout: String,
+    /// Seconds a customer's conversation stays in memory after its last call or text; the
+    /// next one loads it again from the database.
+    #[arg(long, env = "CONVERSATION_IDLE", default_value = "120", global = true)]
+    pub conversation_idle: String,
     /// Serve `/metrics` on this address alone (an internal port for Prometheus) instead of
     /// on the API's.
     #[arg(long, env = "METRICS_LISTEN", global = true)]
@@ -304,6 +308,8 @@ pub struct Settings {
     pub metrics_listen: Option<SocketAddr>,
     /// How long live calls may go on once shutdown begins.
     pub drain_timeout: Duration,
+    /// How long an idle customer's conversation stays in memory.
+    pub conversation_idle: Duration,
 }
 
 /// A Qdrant server holding the knowledge base.
@@ -522,6 +528,10 @@ impl Settings {
             drain_timeout: Duration::from_secs(positive(
                 "DRAIN_TIMEOUT (--drain-timeout)",
                 &args.drain_timeout,
+            )?),
+            conversation_idle: Duration::from_secs(positive(
+                "CONVERSATION_IDLE (--conversation-idle)",
+                &args.conversation_idle,
             )?),
             metrics_listen: non_empty(args.metrics_listen)
                 .map(|raw| {

@@ -646,11 +646,21 @@ impl ConversationState {
         }
     }
 
-    /// Drops folded lines too old to reach any summary again: every line has words, so its
-    /// summary line costs at least one token, and a summary holds at most `summary_tokens`.
-    /// A customer who keeps calling thus costs bounded memory (the store keeps every line).
+    /// Drops folded lines too old to reach any summary again: a summary keeps the newest
+    /// [`summary_line`]s that fit in `summary_tokens`, so lines past those (and one more, in
+    /// case a correction removes a newer line) can never be sent. A customer who keeps
+    /// calling thus costs memory bounded by the prompt budget (the store keeps every line).
     fn forget_unreachable_lines(&mut self) {
-        let unreachable = self.folded.saturating_sub(self.budget.summary_tokens);
+        let room = (self.budget.summary_tokens * 4).saturating_sub(SUMMARY_PREFIX.chars().count());
+        let (mut used, mut reachable) = (0, 0);
+        for entry in self.history[..self.folded].iter().rev() {
+            reachable += 1;
+            used += summary_line(entry).map_or(0, |line| line.chars().count() + 1);
+            if used > room {
+                break;
+            }
+        }
+        let unreachable = self.folded - reachable;
         if unreachable > 0 {
             self.history.drain(..unreachable);
             self.folded -= unreachable;
@@ -794,6 +804,7 @@ impl Actor for ConversationActor {
             queue,
         )));
         state.writer = Some(writer);
+        metrics::gauge!("switchboard_conversations_loaded").increment(1.0);
         Ok(state)
     }
 
@@ -804,6 +815,7 @@ impl Actor for ConversationActor {
         _myself: ActorRef<Self::Msg>,
         state: &mut Self::State,
     ) -> Result<(), ActorProcessingErr> {
+        metrics::gauge!("switchboard_conversations_loaded").decrement(1.0);
         state.writer = None;
         if let Some(task) = state.writer_task.take() {
             if tokio::time::timeout(FLUSH_TIMEOUT, task).await.is_err() {
@@ -1022,8 +1034,8 @@ mod tests {
                 built.messages,
                 whole.build_prompt("sys", &BTreeMap::new()).messages
             );
-            // At most `summary_tokens` folded lines are kept.
-            assert!(state.folded <= 40, "{}", state.folded);
+            // No more folded lines are kept than a 40-token summary could show.
+            assert!(state.folded <= 20, "{}", state.folded);
         }
         assert!(state.history.len() < 100, "{}", state.history.len());
     }

@@ -177,7 +177,10 @@ impl CallService {
         let runtime = Runtime::start(
             RuntimeArgs {
                 ports: provider_ports(voice, store, knowledge, events.clone())?,
-                settings: CallSettings::default(),
+                settings: CallSettings {
+                    conversation_idle: settings.conversation_idle,
+                    ..CallSettings::default()
+                },
             },
             None,
         )

@@ -78,8 +78,6 @@ async fn close(mut socket: WebSocket, Close(code, reason): Close) {
         .await;
 }
 
-/// A receive error: a message over the limit gets its own code; anything else means the
-/// connection is gone.
 /// Refuses a text message over [`MAX_MESSAGE_BYTES`] with 1009.
 fn checked_size(text: axum::extract::ws::Utf8Bytes) -> Result<axum::extract::ws::Utf8Bytes, Close> {
     if text.len() > MAX_MESSAGE_BYTES {
@@ -92,6 +90,8 @@ fn checked_size(text: axum::extract::ws::Utf8Bytes) -> Result<axum::extract::ws:
     }
 }
 
+/// A receive error: a message over the limit gets its own code; anything else means the
+/// connection is gone.
 fn receive_error(error: &axum::Error) -> Close {
     let text = error.to_string();
     if text.contains("too long") || text.contains("Space limit") {

@@ -88,12 +88,26 @@ pub struct CallPorts {
 }
 
 /// Tuning of a call, with production defaults.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy)]
 pub struct CallSettings {
     /// Endpointing and barge-in thresholds.
     pub endpoint: EndpointSettings,
     /// Restart intensity for the pipeline children.
     pub restart: RestartPolicy,
+    /// How long a customer's conversation stays in memory after it was last asked for
+    /// (with no live call): longer than a text reply takes, short enough that a node's
+    /// memory follows the customers talking now rather than all it has ever seen.
+    pub conversation_idle: Duration,
+}
+
+impl Default for CallSettings {
+    fn default() -> Self {
+        Self {
+            endpoint: EndpointSettings::default(),
+            restart: RestartPolicy::default(),
+            conversation_idle: Duration::from_secs(120),
+        }
+    }
 }
 
 /// Where a call is in its life.

@@ -19,7 +19,7 @@ use ractor::{
 use tokio::time::Instant;
 
 use crate::call::{CallArgs, CallMsg, CallPorts, CallSettings, CallSupervisor};
-use crate::registry::{Registry, Started};
+use crate::registry::{Forgotten, Registry, Started};
 use crate::restart::RestartBudget;
 use crate::text::{self, TextAnswer, TextError, TextJob, TextTurn};
 use crate::tools::ToolContext;
@@ -102,6 +102,8 @@ pub enum TenantMsg {
     Drain,
     /// Every live call says these words and hangs up (the drain time ran out).
     SayGoodbye(String),
+    /// Retires conversations idle for longer than the settings allow (internal, periodic).
+    RetireIdleConversations,
     /// A conversation actor finished starting (internal).
     ConversationStarted {
         /// The customer.
@@ -155,6 +157,8 @@ pub struct TenantState {
     knowledge: Option<ActorRef<KnowledgeMsg>>,
     knowledge_budget: RestartBudget,
     conversations: Registry<String, ActorRef<ConversationMsg>>,
+    /// When each loaded conversation was last asked for.
+    conversations_used: HashMap<String, Instant>,
     calls: HashMap<CallId, LiveCall>,
     starting_calls: usize,
     /// Children that stopped before their start was reported (a call that crashed at once):
@@ -186,6 +190,33 @@ impl TenantState {
             return Err(Refusal::AtCapacity(limit));
         }
         Ok(agent.clone())
+    }
+
+    /// Stops the conversations nobody asked for within the idle period and whose customer
+    /// has no live call: memory goes to customers talking now, and the next call or text
+    /// loads the conversation again from the store. Pending writes land first (the actor
+    /// flushes as it stops) and askers meanwhile wait for the fresh one.
+    fn retire_idle_conversations(&mut self) {
+        let now = Instant::now();
+        let idle = self.args.settings.conversation_idle;
+        let on_calls: std::collections::HashSet<&str> = self
+            .calls
+            .values()
+            .map(|live| live.call.customer.as_str())
+            .collect();
+        let retiring: Vec<String> = self
+            .conversations_used
+            .iter()
+            .filter(|(customer, used)| {
+                now.duration_since(**used) >= idle && !on_calls.contains(customer.as_str())
+            })
+            .map(|(customer, _)| customer.clone())
+            .collect();
+        for customer in retiring {
+            if let Some(conversation) = self.conversations.retire(&customer) {
+                conversation.stop(Some("idle".to_owned()));
+            }
+        }
     }
 
     /// A call ended; when it crashed, records the failure and hangs up for it.
@@ -234,11 +265,17 @@ impl Actor for TenantSupervisor {
     ) -> Result<TenantState, ActorProcessingErr> {
         let knowledge = spawn_knowledge(&args, myself.get_cell()).await?;
         metrics::gauge!("switchboard_tenants_active").increment(1.0);
+        // Checked twice per idle period: a conversation goes between 1 and 1.5 periods
+        // after its last use. The timer ends with the actor.
+        myself.send_interval(args.settings.conversation_idle / 2, || {
+            TenantMsg::RetireIdleConversations
+        });
         Ok(TenantState {
             knowledge_budget: RestartBudget::new(args.settings.restart),
             args,
             knowledge: Some(knowledge),
             conversations: Registry::default(),
+            conversations_used: HashMap::new(),
             calls: HashMap::new(),
             starting_calls: 0,
             exited_early: HashMap::new(),
@@ -276,29 +313,14 @@ impl Actor for TenantSupervisor {
                 }
             },
             TenantMsg::Conversation { customer, reply } => {
+                state
+                    .conversations_used
+                    .insert(customer.clone(), Instant::now());
                 if state.conversations.ask(customer.clone(), reply) {
-                    let conversation_args = ConversationArgs {
-                        tenant: state.args.tenant,
-                        customer: customer.clone(),
-                        store: state.args.ports.call.conversations.clone(),
-                        budget: PromptBudget::default(),
-                    };
-                    let myself = myself.clone();
-                    tokio::spawn(async move {
-                        let result = ConversationActor::spawn_linked(
-                            None,
-                            ConversationActor,
-                            conversation_args,
-                            myself.get_cell(),
-                        )
-                        .await
-                        .map(|(actor, _)| actor)
-                        .map_err(|e| e.to_string());
-                        let _ = myself
-                            .send_message(TenantMsg::ConversationStarted { customer, result });
-                    });
+                    start_conversation(&myself, state, customer);
                 }
             }
+            TenantMsg::RetireIdleConversations => state.retire_idle_conversations(),
             TenantMsg::ConversationStarted { customer, result } => {
                 let result =
                     result.and_then(|actor| match state.exited_early.remove(&actor.get_id()) {
@@ -402,11 +424,21 @@ impl Actor for TenantSupervisor {
             } else {
                 tracing::error!(tenant = %state.args.tenant, "the knowledge actor keeps failing; running without it");
             }
-        } else if state.conversations.forget(|c| c.get_id() == id) {
-            count_failure("conversation");
         } else {
-            // Not registered yet: a child that stopped before its start was reported.
-            state.exited_early.insert(id, failure);
+            match state.conversations.forget(|c| c.get_id() == id) {
+                Forgotten::Gone(customer) => {
+                    count_failure("conversation");
+                    state.conversations_used.remove(&customer);
+                }
+                Forgotten::Wanted(customer) => {
+                    count_failure("conversation");
+                    start_conversation(&myself, state, customer);
+                }
+                // Not registered yet: a child that stopped before its start was reported.
+                Forgotten::Unknown => {
+                    state.exited_early.insert(id, failure);
+                }
+            }
         }
         Ok(())
     }
@@ -438,6 +470,30 @@ pub fn builtin_variables(
             local.format("%A %Y-%m-%d").to_string(),
         ),
     ])
+}
+
+/// Loads the customer's conversation actor in a task; it reports with
+/// [`TenantMsg::ConversationStarted`].
+fn start_conversation(myself: &ActorRef<TenantMsg>, state: &TenantState, customer: String) {
+    let conversation_args = ConversationArgs {
+        tenant: state.args.tenant,
+        customer: customer.clone(),
+        store: state.args.ports.call.conversations.clone(),
+        budget: PromptBudget::default(),
+    };
+    let myself = myself.clone();
+    tokio::spawn(async move {
+        let result = ConversationActor::spawn_linked(
+            None,
+            ConversationActor,
+            conversation_args,
+            myself.get_cell(),
+        )
+        .await
+        .map(|(actor, _)| actor)
+        .map_err(|e| e.to_string());
+        let _ = myself.send_message(TenantMsg::ConversationStarted { customer, result });
+    });
 }
 
 /// The customer's conversation actor, asked of the tenant's supervisor (which starts it on

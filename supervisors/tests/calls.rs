@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use actors::conversation::ConversationMsg;
 use actors::domain::{AgentId, CallId, TenantId, E164};
 use actors::event_hub::{EventHub, EventHubArgs, EventHubMsg, EventHubSink, Subscription};
 use actors::knowledge::KnowledgeMsg;
@@ -428,6 +429,67 @@ async fn records_a_busy_store_refused_are_written_when_it_recovers() {
             "You said: Are you open on Sunday."
         ]
     );
+    world.shutdown().await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_conversations_leave_memory_and_come_back_whole_but_not_while_on_a_call() {
+    let world = world(
+        5,
+        vec![],
+        ScriptedLlm::new(Duration::from_millis(10), echo_reply),
+    )
+    .await;
+    let idle = CallSettings::default().conversation_idle;
+    converse(&world, "+15550003", &["I need new tires"]).await;
+    let loaded = world
+        .runtime
+        .conversation(world.tenant, "+15550003")
+        .await
+        .unwrap();
+    let (on_call, live, _) = world.dial("+15550004").await.unwrap();
+    let talking = world
+        .runtime
+        .conversation(world.tenant, "+15550004")
+        .await
+        .unwrap();
+
+    tokio::time::sleep(idle * 2).await;
+    assert_eq!(
+        loaded.get_status(),
+        ractor::ActorStatus::Stopped,
+        "idle: retired"
+    );
+    let reloaded = world
+        .runtime
+        .conversation(world.tenant, "+15550003")
+        .await
+        .unwrap();
+    assert_ne!(reloaded.get_id(), loaded.get_id());
+    let snapshot = ractor::call_t!(reloaded, ConversationMsg::Snapshot, 1000).unwrap();
+    let lines: Vec<&str> = snapshot.history.iter().map(|l| l.text.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            "Thanks for calling Acme Motors!",
+            "I need new tires",
+            "You said: I need new tires."
+        ],
+        "reloaded from the store with nothing lost"
+    );
+    let still = world
+        .runtime
+        .conversation(world.tenant, "+15550004")
+        .await
+        .unwrap();
+    assert_eq!(
+        still.get_id(),
+        talking.get_id(),
+        "a customer on a call keeps theirs"
+    );
+
+    live.send_message(CallMsg::CallerHungUp).unwrap();
+    world.log.wait_for_end(on_call.call_id).await;
     world.shutdown().await;
 }
 
