@@ -238,12 +238,12 @@ async fn a_call_through_the_runtime_leaves_its_usage_and_analysis_in_sql() {
         }
     };
     wait_until(|| lines_recorded(1)).await;
+    let audio = ractor::call_t!(call, CallMsg::AudioInlet, 1000).unwrap();
     for frame in SPEECH
         .chunks_exact(160)
         .chain(std::iter::repeat_n(&[0xFFu8; 160][..], 50))
     {
-        call.send_message(CallMsg::Audio(frame.try_into().unwrap()))
-            .unwrap();
+        audio.push(frame.try_into().unwrap());
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     wait_until(|| lines_recorded(3)).await;

@@ -111,12 +111,12 @@ async fn a_call_through_the_runtime_is_recorded_in_sql_as_it_happens() {
         async move { store.load(tenant, &customer).await.unwrap().history.len() >= n }
     };
     wait_until(|| lines_stored(1)).await;
+    let audio = ractor::call_t!(call, CallMsg::AudioInlet, 1000).unwrap();
     for frame in SPEECH
         .chunks_exact(160)
         .chain(std::iter::repeat_n(&[0xFFu8; 160][..], 50))
     {
-        call.send_message(CallMsg::Audio(frame.try_into().unwrap()))
-            .unwrap();
+        audio.push(frame.try_into().unwrap());
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     wait_until(|| lines_stored(3)).await;

@@ -24,7 +24,8 @@ use crate::calls::listen::Tap;
 use crate::calls::token::STREAM_TOKEN_PARAMETER;
 use crate::calls::CallService;
 use crate::twilio::media::{
-    encode_clear, encode_mark, encode_media, parse_inbound, FrameAssembler, Inbound, Track,
+    encode_clear, encode_mark, encode_media, parse_inbound, peek_media, FrameAssembler, Inbound,
+    Track,
 };
 
 /// Largest message accepted; Twilio's are under 1 KiB.
@@ -34,6 +35,8 @@ const MAX_MESSAGE_BYTES: usize = 64 * 1024;
 /// socket layer to refuse it at its header, the rest would still be unread when the socket
 /// closes, and the kernel would reset the connection instead of delivering the close frame.
 const READ_LIMIT_BYTES: usize = 1024 * 1024;
+/// How long a call may take to hand over its audio inlet (it answers at once unless stopping).
+const INLET_TIMEOUT_MS: u64 = 5_000;
 /// How long Twilio has to send `start` after opening the socket.
 const START_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -225,6 +228,10 @@ async fn carry(
     let PendingLeg {
         call, mut commands, ..
     } = leg;
+    // The call may have ended while Twilio connected (a hang-up during the greeting).
+    let Ok(audio) = ractor::call_t!(call, CallMsg::AudioInlet, INLET_TIMEOUT_MS) else {
+        return Some(Close(close_code::NORMAL, "the call has ended".into()));
+    };
     let mut frames = FrameAssembler::new();
     let mut lag = LagMeter::default();
     let refusal = loop {
@@ -242,19 +249,22 @@ async fn carry(
                     Some(Ok(_)) => continue,
                     Some(Err(error)) => break Some(receive_error(&error)),
                 };
-                match parse_inbound(&text) {
-                    Ok(Inbound::Media(media)) if media.media.track == Track::Inbound => {
-                        lag.arrived(media.media.timestamp);
-                        tap.caller(&media.media.payload);
-                        match frames.push_base64(&media.media.payload) {
+                if let Some(media) = peek_media(&text) {
+                    if media.track == Track::Inbound {
+                        lag.arrived(media.timestamp);
+                        tap.caller(&media.payload);
+                        match frames.push_base64(&media.payload) {
                             Ok(ready) => {
                                 for frame in ready {
-                                    let _ = call.send_message(CallMsg::Audio(*frame));
+                                    audio.push(*frame);
                                 }
                             }
                             Err(error) => tracing::warn!(%error, "skipped a media message"),
                         }
                     }
+                    continue;
+                }
+                match parse_inbound(&text) {
                     Ok(Inbound::Mark(mark)) => {
                         let _ = call.send_message(CallMsg::Marked(mark.mark.name));
                     }

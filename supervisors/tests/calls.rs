@@ -238,11 +238,12 @@ impl World {
 /// The caller speaks the fixture, then is silent long enough to end the utterance, a frame
 /// every 20 ms as Twilio sends them (paused time makes that free).
 async fn speak(call: &ActorRef<CallMsg>) {
+    let audio = ractor::call_t!(call, CallMsg::AudioInlet, 1000).unwrap();
     for frame in SPEECH
         .chunks_exact(160)
         .chain(std::iter::repeat_n(&[0xFFu8; 160][..], 50))
     {
-        let _ = call.send_message(CallMsg::Audio(frame.try_into().unwrap()));
+        audio.push(frame.try_into().unwrap());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -804,12 +805,12 @@ async fn a_short_sound_over_the_agent_neither_interrupts_nor_starts_a_turn() {
     let (world, info, call, phone) = mid_reply("+15550301", "mm-hm").await;
     // 300 ms of speech: longer than an utterance's minimum, shorter than a barge-in.
     let burst = &SPEECH[160 * 40..160 * 55];
+    let audio = ractor::call_t!(call, CallMsg::AudioInlet, 1000).unwrap();
     for frame in burst
         .chunks_exact(160)
         .chain(std::iter::repeat_n(&[0xFFu8; 160][..], 50))
     {
-        call.send_message(CallMsg::Audio(frame.try_into().unwrap()))
-            .unwrap();
+        audio.push(frame.try_into().unwrap());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     phone.stop_holding();
