@@ -545,6 +545,7 @@ fn provider_ports(
     elevenlabs.model_id = voice.elevenlabs_model.clone();
     elevenlabs.first_byte_timeout = voice.timeout;
     let tts = ElevenLabsTts::new(elevenlabs).context("ELEVENLABS_API_KEY")?;
+    let records = Arc::new(crate::store::StoreThread(store.clone()));
     let store = Arc::new(store.clone());
     Ok(RuntimePorts {
         // Each agent's sessions open on the adapter of its `stt_mode`.
@@ -555,8 +556,8 @@ fn provider_ports(
         // Agents with fallback models get them tried on the same endpoint.
         llm: Arc::new(FallbackLlm::new(Arc::new(OpenAiLlm::new(openai.clone())))),
         tts: Arc::new(tts),
-        call_log: store.clone(),
-        conversations: store.clone(),
+        call_log: records.clone(),
+        conversations: records,
         vectors: knowledge.vectors(),
         embedder: knowledge.embedder(),
         directory: store,

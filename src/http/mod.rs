@@ -25,8 +25,9 @@ mod webhooks;
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{header, HeaderName, Method, Request};
+use axum::response::IntoResponse;
 use axum::Router;
 use tower_http::compression::CompressionLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -48,6 +49,7 @@ use crate::knowledge::ingest::KnowledgeBase;
 use crate::settings::{CorsOrigins, Settings};
 use crate::store::Store;
 use crate::texts::Texter;
+use error::ApiError;
 
 /// What every handler can reach. Cheap to clone: everything inside is shared.
 #[derive(Clone)]
@@ -113,7 +115,34 @@ impl utoipa::Modify for BearerAuth {
 
 /// Every route, with its OpenAPI description gathered as it is registered.
 fn api_routes() -> OpenApiRouter<AppState> {
-    small_body_routes().merge(upload_routes())
+    small_body_routes()
+        .merge(call_webhook_routes())
+        .merge(upload_routes())
+}
+
+/// Twilio's call webhooks, which run on the store's thread (see [`on_store_thread`]).
+fn call_webhook_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(twilio::voice))
+        .routes(routes!(twilio::voice_status))
+}
+
+/// Runs the request on the store's thread. A call's webhooks are mostly database work that
+/// a call's start and end wait for; on the runtime busy with thousands of calls' audio, each
+/// of their round trips to SQLite's one writer connection waited its turn while holding it.
+async fn on_store_thread(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match state.store.on_own_thread(next.run(request)).await {
+        Ok(response) => response,
+        Err(stopped) => ApiError::new(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            stopped.to_string(),
+        )
+        .into_response(),
+    }
 }
 
 /// The routes that take documents: bodies up to `SWITCHBOARD_MAX_DOCUMENT_BYTES`.
@@ -161,8 +190,6 @@ fn small_body_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(callbacks::list, callbacks::create))
         .routes(routes!(callbacks::get))
         .routes(routes!(callbacks::cancel))
-        .routes(routes!(twilio::voice))
-        .routes(routes!(twilio::voice_status))
         .routes(routes!(conversations::list))
         .routes(routes!(conversations::get))
         .routes(routes!(conversations::send))
@@ -200,7 +227,11 @@ pub fn router(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     // Multipart framing comes on top of the document itself.
     let upload_limit = settings.max_document_bytes.saturating_add(64 * 1024);
+    let call_webhooks = Router::from(call_webhook_routes()).route_layer(
+        axum::middleware::from_fn_with_state(state.clone(), on_store_thread),
+    );
     Router::from(small_body_routes())
+        .merge(call_webhooks)
         .layer(RequestBodyLimitLayer::new(settings.max_body_bytes))
         .merge(Router::from(upload_routes()).layer(RequestBodyLimitLayer::new(upload_limit)))
         .merge(dashboard::routes())

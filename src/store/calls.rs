@@ -304,7 +304,7 @@ impl Store {
         tenant: TenantId,
         call_sid: &str,
     ) -> Result<CallId, StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let mut tx = self.begin_read(Scope::Tenant(tenant)).await?;
         let id: Option<String> =
             sqlx::query_scalar("SELECT id FROM calls WHERE tenant_id = $1 AND call_sid = $2")
                 .bind(tenant.to_string())

@@ -45,7 +45,7 @@ impl Store {
         tenant: TenantId,
         customer: &str,
     ) -> Result<ConversationSnapshot, StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let mut tx = self.begin_read(Scope::Tenant(tenant)).await?;
         let summary: Option<String> = sqlx::query_scalar(
             "SELECT summary FROM conversations WHERE tenant_id = $1 AND customer_number = $2",
         )

@@ -506,7 +506,7 @@ impl Store {
         tenant: TenantId,
         customer: &str,
     ) -> Result<Option<UserId>, StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let mut tx = self.begin_read(Scope::Tenant(tenant)).await?;
         let user: Option<Option<String>> = sqlx::query_scalar(
             "SELECT takeover_user_id FROM conversations WHERE tenant_id = $1 AND customer_number = $2",
         )

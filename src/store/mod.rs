@@ -23,12 +23,14 @@ mod leads;
 mod messages;
 mod phone_numbers;
 mod tenants;
+mod thread;
 mod tokens;
 mod usage;
 mod users;
 mod webhooks;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use actors::domain::TenantId;
@@ -54,6 +56,7 @@ pub use leads::{
 pub use messages::{Conversation, ConversationDetail, ConversationPage, Message, NewMessage};
 pub use phone_numbers::{NumberRoute, PhoneNumber, PhoneNumberDraft};
 pub use tenants::{BusinessHours, SmsReplyMode, Tenant, TenantPatch};
+pub use thread::{StoreThread, ThreadStopped};
 pub use tokens::{PasswordTokenPurpose, RefreshOutcome};
 pub use usage::UsageTotals;
 pub use users::{Credentials, NewUser, User};
@@ -69,6 +72,9 @@ static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
 /// The PostgreSQL role the application runs as, so row-level security applies to it even
 /// when `DATABASE_URL` names a superuser or the tables' owner.
 pub const POSTGRES_APP_ROLE: &str = "switchboard_app";
+
+/// Read connections beside SQLite's one writer: enough for a burst of calls starting at once.
+const SQLITE_READERS: u32 = 4;
 
 /// What can go wrong in the store, in terms the HTTP layer maps to status codes.
 #[derive(Debug, thiserror::Error)]
@@ -140,6 +146,11 @@ pub enum Scope {
 #[derive(Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// Where read-only transactions go: on SQLite a pool of its own, so reads run beside the
+    /// one writer (WAL lets them) instead of queueing behind it; on PostgreSQL `pool` itself.
+    readers: AnyPool,
+    /// Where connection-holding work runs (see [`Store::on_own_thread`]).
+    thread: Arc<thread::OwnThread>,
     kind: DatabaseKind,
     migrator: &'static Migrator,
 }
@@ -191,10 +202,29 @@ impl Store {
         };
         let pool = pool
             .acquire_timeout(Duration::from_secs(5))
-            .connect_with(options)
+            .connect_with(options.clone())
             .await?;
+        let in_memory = sqlite_file(url.expose_secret()).is_none();
+        let readers = match kind {
+            // An in-memory database exists only on its own connection: nothing to share.
+            DatabaseKind::Sqlite if !in_memory => AnyPoolOptions::new()
+                .max_connections(SQLITE_READERS)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA query_only = ON; PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;")
+                            .await
+                            .map(|_| ())
+                    })
+                })
+                .acquire_timeout(Duration::from_secs(5))
+                .connect_with(options)
+                .await?,
+            DatabaseKind::Sqlite | DatabaseKind::Postgres => pool.clone(),
+        };
         Ok(Self {
             pool,
+            readers,
+            thread: Arc::new(thread::OwnThread::start().map_err(sqlx::Error::Io)?),
             kind,
             migrator,
         })
@@ -226,7 +256,25 @@ impl Store {
         &self,
         scope: Scope,
     ) -> Result<Transaction<'static, Any>, StoreError> {
-        let mut tx = self.pool.begin().await?;
+        self.begin_on(&self.pool, scope).await
+    }
+
+    /// Like [`Store::begin`] for a transaction that only reads. The hot reads of a call's
+    /// start (number routing, the customer's conversation) go here, so on SQLite they do not
+    /// wait behind the call records being written; a write here fails (`query_only`).
+    pub(crate) async fn begin_read(
+        &self,
+        scope: Scope,
+    ) -> Result<Transaction<'static, Any>, StoreError> {
+        self.begin_on(&self.readers, scope).await
+    }
+
+    async fn begin_on(
+        &self,
+        pool: &AnyPool,
+        scope: Scope,
+    ) -> Result<Transaction<'static, Any>, StoreError> {
+        let mut tx = pool.begin().await?;
         if self.kind == DatabaseKind::Postgres {
             let (tenant, scope) = match scope {
                 Scope::Tenant(id) => (id.to_string(), "tenant"),
@@ -245,6 +293,7 @@ impl Store {
 
     /// Closes every connection; used at shutdown and by tests that drop their database.
     pub async fn close(&self) {
+        self.readers.close().await;
         self.pool.close().await;
     }
 }
@@ -403,18 +452,23 @@ pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("plain data serializes to JSON")
 }
 
-/// An exclusive lock on `<database file>.migrate-lock`, held while the returned file lives;
-/// `None` for an in-memory database. Waits for another process that holds it.
-async fn sqlite_migration_lock(url: &str) -> Result<Option<std::fs::File>, StoreError> {
+/// The file of a SQLite URL; `None` for an in-memory database.
+fn sqlite_file(url: &str) -> Option<&str> {
     let path = url
         .trim_start_matches("sqlite://")
         .trim_start_matches("sqlite:")
         .split('?')
         .next()
         .unwrap_or_default();
-    if path.is_empty() || path.starts_with(":memory:") {
+    (!path.is_empty() && !path.starts_with(":memory:")).then_some(path)
+}
+
+/// An exclusive lock on `<database file>.migrate-lock`, held while the returned file lives;
+/// `None` for an in-memory database. Waits for another process that holds it.
+async fn sqlite_migration_lock(url: &str) -> Result<Option<std::fs::File>, StoreError> {
+    let Some(path) = sqlite_file(url) else {
         return Ok(None);
-    }
+    };
     let lock_path = format!("{path}.migrate-lock");
     let file = tokio::task::spawn_blocking(move || {
         let file = std::fs::OpenOptions::new()

@@ -172,7 +172,7 @@ pub struct NumberRoute {
 impl Store {
     /// The tenant, number and agent a call to `number` belongs to, if any.
     pub async fn route_number(&self, number: &E164) -> Result<Option<NumberRoute>, StoreError> {
-        let mut tx = self.begin(Scope::Platform).await?;
+        let mut tx = self.begin_read(Scope::Platform).await?;
         let row: Option<(String, String, String)> =
             sqlx::query_as("SELECT tenant_id, id, agent_id FROM phone_numbers WHERE number = $1")
                 .bind(number.as_str())

@@ -122,7 +122,7 @@ const TENANT_COLUMNS: &str =
 impl Store {
     /// The tenant's settings.
     pub async fn tenant(&self, tenant: TenantId) -> Result<Tenant, StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
+        let mut tx = self.begin_read(Scope::Tenant(tenant)).await?;
         let row: Option<TenantRow> = sqlx::query_as(&format!(
             "SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1"
         ))

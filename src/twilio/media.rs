@@ -644,7 +644,8 @@ mod tests {
         );
         assert!(matches!(media.payload, std::borrow::Cow::Borrowed(_)));
         // Numbers as numbers, an escaped slash, an outbound track: all as the full parse.
-        let escaped = r#"{"event":"media","media":{"track":"outbound","timestamp":40,"payload":"ab\/c"}}"#;
+        let escaped =
+            r#"{"event":"media","media":{"track":"outbound","timestamp":40,"payload":"ab\/c"}}"#;
         let media = peek_media(escaped).unwrap();
         assert_eq!(
             (media.track, media.timestamp, &*media.payload),

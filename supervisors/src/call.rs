@@ -147,7 +147,9 @@ impl AudioInlet {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Option<ActorRef<SttMsg>>> {
         // The guarded value is a plain reference: a panic elsewhere cannot leave it torn.
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
