@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actors::audio::{mulaw, FRAME_SAMPLES};
+use actors::audio::FRAME_SAMPLES;
 use actors::domain::{AgentId, CallId, TenantId, E164};
 use actors::ports::{
-    CallInfo, ChatMessage, Embedder, LanguageModel, LlmDelta, LlmRequest, PcmFrame, PortError,
+    CallInfo, ChatMessage, Embedder, LanguageModel, LlmDelta, LlmRequest, MulawFrame, PortError,
     SpeechToText, SttEvent, SttInput, SttMode, SttOptions, SttSession, ToolCall, ToolSpec,
 };
 use futures::StreamExt;
@@ -305,25 +305,19 @@ fn call_info() -> CallInfo {
     }
 }
 
-/// The fixture sentence as 20 ms PCM frames (the partial last frame dropped).
-fn sentence_frames() -> Vec<PcmFrame> {
+/// The fixture sentence as 20 ms mu-law frames (the partial last frame dropped).
+fn sentence_frames() -> Vec<MulawFrame> {
     let ulaw = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/actors/tests/fixtures/sentence.ulaw"
     ))
     .unwrap();
     ulaw.chunks_exact(FRAME_SAMPLES)
-        .map(|chunk| {
-            let mut frame = [0i16; FRAME_SAMPLES];
-            for (sample, byte) in frame.iter_mut().zip(chunk) {
-                *sample = mulaw::decode(*byte);
-            }
-            frame
-        })
+        .map(|chunk| chunk.try_into().unwrap())
         .collect()
 }
 
-fn say(session: &mut SttSession, frames: &[PcmFrame]) {
+fn say(session: &mut SttSession, frames: &[MulawFrame]) {
     for frame in frames {
         session.feed.push(SttInput::Audio(*frame)).unwrap();
     }

@@ -8,10 +8,10 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use actors::audio::FRAME_SAMPLES;
+use actors::audio::{mulaw, FRAME_SAMPLES};
 use actors::domain::{AgentId, CallId, TenantId, E164};
 use actors::ports::{
-    CallInfo, PcmFrame, PortError, SpeechToText, SttEvent, SttInput, SttMode, SttOptions,
+    CallInfo, MulawFrame, PortError, SpeechToText, SttEvent, SttInput, SttMode, SttOptions,
     SttSession,
 };
 use common::{spawn_voice_app, unique_number};
@@ -62,10 +62,10 @@ fn call_info() -> CallInfo {
 }
 
 /// `n` frames of a quiet tone: the emulator only measures audio, it cannot hear it.
-fn frames(n: usize) -> Vec<PcmFrame> {
-    let mut frame = [0i16; FRAME_SAMPLES];
+fn frames(n: usize) -> Vec<MulawFrame> {
+    let mut frame = [0u8; FRAME_SAMPLES];
     for (i, sample) in frame.iter_mut().enumerate() {
-        *sample = if i % 2 == 0 { 800 } else { -800 };
+        *sample = mulaw::encode(if i % 2 == 0 { 800 } else { -800 });
     }
     vec![frame; n]
 }

@@ -88,7 +88,9 @@ pub struct SttState {
     endpointer: Endpointer,
     settings: EndpointSettings,
     report_to: DerivedActorRef<SttReport>,
-    recent: VecDeque<PcmFrame>,
+    /// The caller's latest frames, mu-law as heard (half the memory of PCM).
+    recent: VecDeque<MulawFrame>,
+    /// The current frame decoded, for the endpointer.
     pcm: PcmFrame,
     in_utterance: bool,
     barge_in_reported: bool,
@@ -173,7 +175,7 @@ impl SttState {
         if self.recent.len() == RING_FRAMES {
             self.recent.pop_front();
         }
-        self.recent.push_back(self.pcm);
+        self.recent.push_back(*frame);
         match self.endpointer.push(&self.pcm) {
             Some(EndpointEvent::SpeechStarted { at_ms }) => {
                 self.in_utterance = true;
@@ -183,8 +185,8 @@ impl SttState {
                     .frames()
                     .saturating_sub(at_ms / FRAME_MS) as usize;
                 let back = (heard_frames + LEAD_IN_FRAMES).min(self.recent.len());
-                for pcm in self.recent.iter().skip(self.recent.len() - back) {
-                    self.feed.push(SttInput::Audio(*pcm))?;
+                for earlier in self.recent.iter().skip(self.recent.len() - back) {
+                    self.feed.push(SttInput::Audio(*earlier))?;
                 }
                 self.fed_frames = back as u32;
             }
@@ -198,7 +200,7 @@ impl SttState {
                 });
             }
             None if self.in_utterance => {
-                self.feed.push(SttInput::Audio(self.pcm))?;
+                self.feed.push(SttInput::Audio(*frame))?;
                 self.fed_frames = self.fed_frames.saturating_add(1);
             }
             None => {}

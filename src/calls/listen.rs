@@ -3,11 +3,12 @@
 //! listeners as `{"event":"media","track":"inbound"|"outbound","payload":<base64 μ-law>}`,
 //! the shape of Twilio's own media messages, so tools that play a Media Stream play these.
 //!
-//! Listening costs a call nothing while nobody listens (one atomic load per frame), and a
-//! listener that falls behind loses frames rather than slowing the call.
+//! Listening costs a call nothing while nobody listens: its frame buffer is made when the
+//! first listener comes (a call nobody hears never holds one), and each frame costs one
+//! atomic load. A listener that falls behind loses frames rather than slowing the call.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use actors::domain::CallId;
 use base64::Engine;
@@ -28,21 +29,25 @@ pub struct ListenFrame {
     pub payload: Arc<str>,
 }
 
+/// A streaming call's frame channel, shared by its tap and the registry; made on the first
+/// listen.
+type Frames = Arc<OnceLock<broadcast::Sender<ListenFrame>>>;
+
 /// The calls streaming on this node and their listeners.
 #[derive(Clone, Default)]
-pub struct Listeners(Arc<Mutex<HashMap<CallId, broadcast::Sender<ListenFrame>>>>);
+pub struct Listeners(Arc<Mutex<HashMap<CallId, Frames>>>);
 
 /// A streaming call's end of its listeners: dropped when the stream ends.
 pub struct Tap {
     call: CallId,
-    frames: broadcast::Sender<ListenFrame>,
+    frames: Frames,
     listeners: Listeners,
 }
 
 impl Listeners {
     /// Registers `call` as streaming here, for as long as the returned tap lives.
     pub fn tap(&self, call: CallId) -> Tap {
-        let (frames, _) = broadcast::channel(LISTEN_BUFFER);
+        let frames = Frames::default();
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
@@ -60,15 +65,26 @@ impl Listeners {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .get(&call)
-            .map(broadcast::Sender::subscribe)
+            .map(|frames| {
+                frames
+                    .get_or_init(|| broadcast::channel(LISTEN_BUFFER).0)
+                    .subscribe()
+            })
     }
 }
 
 impl Tap {
+    /// The frame channel, when someone listens.
+    fn heard(&self) -> Option<&broadcast::Sender<ListenFrame>> {
+        self.frames
+            .get()
+            .filter(|frames| frames.receiver_count() > 0)
+    }
+
     /// Offers the caller's audio as Twilio sent it (base64).
     pub fn caller(&self, payload: &str) {
-        if self.frames.receiver_count() > 0 {
-            let _ = self.frames.send(ListenFrame {
+        if let Some(frames) = self.heard() {
+            let _ = frames.send(ListenFrame {
                 event: "media",
                 track: "inbound",
                 payload: payload.into(),
@@ -78,9 +94,9 @@ impl Tap {
 
     /// Offers the agent's audio (raw μ-law).
     pub fn agent(&self, mulaw: &[u8]) {
-        if self.frames.receiver_count() > 0 {
+        if let Some(frames) = self.heard() {
             let payload = base64::engine::general_purpose::STANDARD.encode(mulaw);
-            let _ = self.frames.send(ListenFrame {
+            let _ = frames.send(ListenFrame {
                 event: "media",
                 track: "outbound",
                 payload: payload.into(),
@@ -112,6 +128,10 @@ mod tests {
         assert!(listeners.listen(call).is_none());
         let tap = listeners.tap(call);
         tap.caller("AAAA"); // nobody listens yet: dropped
+        assert!(
+            tap.frames.get().is_none(),
+            "no frame buffer before a listener"
+        );
         let mut ear = listeners.listen(call).unwrap();
         tap.caller("//8=");
         tap.agent(&[0xff, 0x7f]);

@@ -20,9 +20,9 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actors::audio::SAMPLE_RATE;
+use actors::audio::{mulaw, SAMPLE_RATE};
 use actors::ports::{
-    CallInfo, ChatMessage, Embedder, LanguageModel, LlmDelta, LlmRequest, LlmStream, PcmFrame,
+    CallInfo, ChatMessage, Embedder, LanguageModel, LlmDelta, LlmRequest, LlmStream, MulawFrame,
     PortError, PortResult, SpeechToText, SttEvent, SttInput, SttSession, ToolCall,
 };
 use async_trait::async_trait;
@@ -517,12 +517,13 @@ async fn run_stt_session(
     }
 }
 
-/// Appends a frame unless the utterance is full; `false` when it was dropped.
-fn push_frame(buffer: &mut Vec<i16>, frame: &PcmFrame) -> bool {
+/// Appends a frame, decoded to PCM for the WAV, unless the utterance is full; `false` when
+/// it was dropped.
+fn push_frame(buffer: &mut Vec<i16>, frame: &MulawFrame) -> bool {
     if buffer.len() + frame.len() > MAX_UTTERANCE_SAMPLES {
         return false;
     }
-    buffer.extend_from_slice(frame);
+    buffer.extend(frame.iter().map(|&byte| mulaw::decode(byte)));
     true
 }
 

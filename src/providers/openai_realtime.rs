@@ -52,8 +52,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use actors::audio::{mulaw, FRAME_SAMPLES};
-use actors::ports::{CallInfo, PcmFrame, PortError, SpeechToText, SttEvent, SttInput, SttSession};
+use actors::audio::FRAME_SAMPLES;
+use actors::ports::{
+    CallInfo, MulawFrame, PortError, SpeechToText, SttEvent, SttInput, SttSession,
+};
 use base64::Engine;
 use futures::future::BoxFuture;
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -594,8 +596,8 @@ impl Session {
         }
     }
 
-    /// One frame of the current utterance.
-    async fn hear(&mut self, frame: &PcmFrame) -> Result<(), Stop> {
+    /// One frame of the current utterance, batched as it came (the session takes G.711).
+    async fn hear(&mut self, frame: &MulawFrame) -> Result<(), Stop> {
         if self.lost {
             return Ok(());
         }
@@ -607,9 +609,7 @@ impl Session {
             self.connect();
         }
         self.frames += 1;
-        let start = self.batch.len();
-        self.batch.resize(start + FRAME_SAMPLES, 0);
-        mulaw::encode_into(frame, &mut self.batch[start..]);
+        self.batch.extend_from_slice(frame);
         if self.batch.len() >= BATCH_FRAMES * FRAME_SAMPLES {
             self.append().await?;
         }
