@@ -59,10 +59,9 @@ pub struct CallInfo {
 // ---------------------------------------------------------------- speech-to-text
 
 /// What the engine feeds a speech-to-text session.
-// A frame travels by value through a bounded channel; boxing it would allocate per frame.
-// It stays mu-law, as the caller sent it: half the bytes of PCM in every queued slot, and a
+// A frame travels by value through a bounded channel (boxing it would allocate per frame),
+// and stays mu-law as the caller sent it: half the bytes of PCM in every queued slot, and a
 // provider that takes G.711 sends it untouched.
-#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SttInput {
     /// One frame of the caller's speech, as the phone sent it (frames outside speech are not
