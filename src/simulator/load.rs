@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::stream::{FuturesUnordered, StreamExt};
 use secrecy::SecretString;
 use serde::Serialize;
 use tokio::time::Instant;
@@ -28,6 +29,11 @@ use super::{PreparedTurn, SimulatorError};
 const SAMPLE_EVERY: Duration = Duration::from_secs(1);
 /// How often a progress line goes to stderr.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+/// Calls driven by one task, on one frame clock: one wake-up of the task sends a frame on
+/// each of them, where a task per call woke once per frame of every call.
+const SLOTS_PER_TASK: usize = 50;
+/// A phone line's frame period.
+const FRAME: Duration = Duration::from_millis(20);
 /// Samples with at least this share of the peak live calls count as full load.
 const FULL_LOAD: f64 = 0.9;
 
@@ -214,20 +220,34 @@ pub async fn run(
             problem,
         })?;
 
-    let counters = Arc::new(Progress::default());
-    let stop_starting = begun + plan.ramp + plan.duration;
-    let slots: Vec<_> = (0..plan.calls)
-        .map(|slot| {
-            let offset = plan.ramp.mul_f64(slot as f64 / plan.calls as f64);
-            tokio::spawn(run_slot(
-                begun + offset,
-                stop_starting,
-                plan.clone(),
-                script.clone(),
-                Arc::clone(&turns),
-                client.clone(),
-                Arc::clone(&counters),
-            ))
+    let shared = Arc::new(Shared {
+        stop_starting: begun + plan.ramp + plan.duration,
+        plan: plan.clone(),
+        script: script.clone(),
+        turns,
+        client: client.clone(),
+        counters: Progress::default(),
+    });
+    let groups = plan.calls.div_ceil(SLOTS_PER_TASK);
+    let tasks: Vec<_> = (0..groups)
+        .map(|group| {
+            // Each group's frames go out together; the groups' moments are spread over
+            // the 20 ms so the server is not sent every call's frame at once.
+            let frame_clock = begun + FRAME.mul_f64(group as f64 / groups as f64);
+            let slots = group * SLOTS_PER_TASK..plan.calls.min((group + 1) * SLOTS_PER_TASK);
+            let shared = Arc::clone(&shared);
+            tokio::spawn(async move {
+                let calls = shared.plan.calls;
+                let ramp = shared.plan.ramp;
+                slots
+                    .map(|slot| {
+                        let start_at = begun + ramp.mul_f64(slot as f64 / calls as f64);
+                        run_slot(&shared, start_at, frame_clock)
+                    })
+                    .collect::<FuturesUnordered<_>>()
+                    .collect::<Vec<SlotResult>>()
+                    .await
+            })
         })
         .collect();
 
@@ -235,7 +255,7 @@ pub async fn run(
     let sampler = {
         let client = client.clone();
         let url = plan.metrics_url.clone();
-        let counters = Arc::clone(&counters);
+        let shared = Arc::clone(&shared);
         tokio::spawn(async move {
             let mut samples = vec![first];
             let mut tick = tokio::time::interval(SAMPLE_EVERY);
@@ -253,6 +273,7 @@ pub async fn run(
                 if last_progress.elapsed() >= PROGRESS_EVERY {
                     last_progress = Instant::now();
                     let live = samples.last().map_or(0.0, |s| s.live_calls);
+                    let counters = &shared.counters;
                     progress(&format!(
                         "{t:>6.0} s  live {live:>5.0}  started {:>6}  completed {:>6}  failed {:>4}",
                         counters.started.load(Ordering::Relaxed),
@@ -265,19 +286,23 @@ pub async fn run(
     };
 
     let mut total = SlotResult::default();
-    for slot in slots {
-        // A slot task only ends by returning; a panic there is a bug worth a failure line.
-        let result = slot.await.unwrap_or_else(|e| SlotResult {
-            failures: BTreeMap::from([(format!("the load generator failed: {e}"), 1)]),
-            ..SlotResult::default()
+    for task in tasks {
+        // A task only ends by returning; a panic there is a bug worth a failure line.
+        let results = task.await.unwrap_or_else(|e| {
+            vec![SlotResult {
+                failures: BTreeMap::from([(format!("the load generator failed: {e}"), 1)]),
+                ..SlotResult::default()
+            }]
         });
-        total.completed += result.completed;
-        for (reason, n) in result.failures {
-            *total.failures.entry(reason).or_default() += n;
+        for result in results {
+            total.completed += result.completed;
+            for (reason, n) in result.failures {
+                *total.failures.entry(reason).or_default() += n;
+            }
+            total.voice_to_voice.extend(result.voice_to_voice);
+            total.gaps += result.gaps;
+            total.gap_ms += result.gap_ms;
         }
-        total.voice_to_voice.extend(result.voice_to_voice);
-        total.gaps += result.gaps;
-        total.gap_ms += result.gap_ms;
     }
     // One more reading after the last call, so CPU and the lag histogram cover all of them.
     tokio::time::sleep(SAMPLE_EVERY).await;
@@ -288,27 +313,42 @@ pub async fn run(
     Ok(summarize(plan, total, samples, begun.elapsed()))
 }
 
-/// One slot: places the call again and again, each from a new number, until `stop_starting`.
-async fn run_slot(
-    start_at: Instant,
+/// What every slot of a run shares.
+struct Shared {
+    /// No call is placed after this.
     stop_starting: Instant,
     plan: LoadPlan,
     script: CallScript,
     turns: Arc<[PreparedTurn]>,
     client: reqwest::Client,
-    counters: Arc<Progress>,
-) -> SlotResult {
+    counters: Progress,
+}
+
+/// One slot: from `start_at`, places the call again and again, each from a new number,
+/// until the run stops starting calls; its frames go out on `frame_clock`.
+async fn run_slot(shared: &Shared, start_at: Instant, frame_clock: Instant) -> SlotResult {
+    let Shared {
+        stop_starting,
+        plan,
+        script,
+        turns,
+        client,
+        counters,
+    } = shared;
     tokio::time::sleep_until(start_at).await;
     let mut result = SlotResult::default();
-    while Instant::now() < stop_starting {
+    while Instant::now() < *stop_starting {
         let placed = counters.started.fetch_add(1, Ordering::Relaxed);
-        let config = SimulatorConfig::new(
-            &plan.server,
-            plan.auth_token.clone(),
-            caller_number(placed),
-            plan.to.clone(),
-        );
-        let outcome = place_call(&client, &config, &script, Arc::clone(&turns)).await;
+        let config = SimulatorConfig {
+            frame_clock: Some(frame_clock),
+            ..SimulatorConfig::new(
+                &plan.server,
+                plan.auth_token.clone(),
+                caller_number(placed),
+                plan.to.clone(),
+            )
+        };
+        let outcome = place_call(client, &config, script, Arc::clone(turns)).await;
         match judge(outcome) {
             Ok(report) => {
                 counters.completed.fetch_add(1, Ordering::Relaxed);

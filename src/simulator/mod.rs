@@ -79,6 +79,10 @@ pub struct SimulatorConfig {
     pub call_sid: String,
     /// `AC` + 32 hex.
     pub account_sid: String,
+    /// Where the 20 ms grid of the caller's media frames is anchored; `None` starts it at the
+    /// stream's `start`. Calls that share an anchor send their frames at the same moments,
+    /// so the load generator wakes once per frame for a group of calls rather than per call.
+    pub frame_clock: Option<tokio::time::Instant>,
 }
 
 impl SimulatorConfig {
@@ -100,6 +104,7 @@ impl SimulatorConfig {
             to: to.into(),
             call_sid: new_sid("CA"),
             account_sid: new_sid("AC"),
+            frame_clock: None,
         }
     }
 }

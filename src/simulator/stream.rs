@@ -216,7 +216,8 @@ impl Session {
         }))
         .await?;
 
-        let mut ticker = interval_at(self.started + FRAME_INTERVAL, FRAME_INTERVAL);
+        let first_frame = first_frame_at(self.started, config.frame_clock);
+        let mut ticker = interval_at(first_frame, FRAME_INTERVAL);
         // A late tick is sent at once, so the caller's audio keeps pace with real time.
         ticker.set_missed_tick_behavior(MissedTickBehavior::Burst);
         let out_of_time = sleep_until(deadline);
@@ -405,6 +406,24 @@ impl Session {
     }
 }
 
+/// When the first frame goes out: 20 ms after `start`, or with a `clock`, at the first
+/// instant of its 20 ms grid after `start` (never later than 20 ms after it).
+fn first_frame_at(started: Instant, clock: Option<Instant>) -> Instant {
+    let Some(clock) = clock else {
+        return started + FRAME_INTERVAL;
+    };
+    let period = FRAME_INTERVAL.as_nanos();
+    let wait = if clock > started {
+        match (clock - started).as_nanos() % period {
+            0 => period,
+            ahead => ahead,
+        }
+    } else {
+        period - (started - clock).as_nanos() % period
+    };
+    started + Duration::from_nanos(u64::try_from(wait).unwrap_or(u64::MAX))
+}
+
 /// The caller's `media` message as Twilio writes it (counters as strings), built straight
 /// into one string. Every simulated call sends 50 a second; through serde and a base64
 /// string of its own they were a tenth of the load generator's work.
@@ -499,5 +518,30 @@ mod tests {
         let written = media_message(7, &sid, 6, 120, &frame);
         assert_eq!(written, serde_json::to_string(&expected).unwrap());
         assert_eq!(media::parse_inbound(&written).unwrap(), expected);
+    }
+
+    #[test]
+    fn frames_start_on_the_shared_clock_within_one_frame_of_start() {
+        let started = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(first_frame_at(started, None), started + ms(20));
+        // A clock anchored in the past or the future: the next instant of its grid.
+        assert_eq!(
+            first_frame_at(started, Some(started - ms(47))),
+            started + ms(13)
+        );
+        assert_eq!(
+            first_frame_at(started, Some(started + ms(105))),
+            started + ms(5)
+        );
+        // Start exactly on the grid: the first frame one period later, as without a clock.
+        assert_eq!(
+            first_frame_at(started, Some(started - ms(60))),
+            started + ms(20)
+        );
+        assert_eq!(
+            first_frame_at(started, Some(started + ms(40))),
+            started + ms(20)
+        );
     }
 }
