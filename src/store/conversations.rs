@@ -13,28 +13,29 @@ use sqlx::{Any, Transaction};
 
 use super::{now_ms, Actor, NewMessage, Scope, Store, StoreError};
 
-/// The conversation's id, created on first use.
+/// The conversation's id, created on first use, in one statement. `last_message_at` (a
+/// message being recorded) becomes its last message and update time; otherwise the update
+/// time is now.
 pub(super) async fn conversation_id(
     tx: &mut Transaction<'static, Any>,
     tenant: TenantId,
     customer: &str,
+    last_message_at: Option<i64>,
 ) -> Result<String, StoreError> {
     let now = now_ms();
-    sqlx::query(
-        "INSERT INTO conversations (id, tenant_id, customer_number, created_at, updated_at)
-         VALUES ($1, $2, $3, $4, $4) ON CONFLICT (tenant_id, customer_number) DO NOTHING",
+    Ok(sqlx::query_scalar(
+        "INSERT INTO conversations (id, tenant_id, customer_number, created_at, updated_at, last_message_at)
+         VALUES ($1, $2, $3, $4, $5, $6)
+         ON CONFLICT (tenant_id, customer_number) DO UPDATE SET updated_at = excluded.updated_at,
+             last_message_at = COALESCE(excluded.last_message_at, conversations.last_message_at)
+         RETURNING id",
     )
     .bind(uuid::Uuid::now_v7().to_string())
     .bind(tenant.to_string())
     .bind(customer)
     .bind(now)
-    .execute(&mut **tx)
-    .await?;
-    Ok(sqlx::query_scalar(
-        "SELECT id FROM conversations WHERE tenant_id = $1 AND customer_number = $2",
-    )
-    .bind(tenant.to_string())
-    .bind(customer)
+    .bind(last_message_at.unwrap_or(now))
+    .bind(last_message_at)
     .fetch_one(&mut **tx)
     .await?)
 }
@@ -123,7 +124,7 @@ impl Store {
         summary: &str,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        let conversation = conversation_id(&mut tx, tenant, customer).await?;
+        let conversation = conversation_id(&mut tx, tenant, customer, None).await?;
         sqlx::query("UPDATE conversations SET summary = $3, updated_at = $4 WHERE tenant_id = $1 AND id = $2")
             .bind(tenant.to_string())
             .bind(&conversation)

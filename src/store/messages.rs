@@ -275,7 +275,8 @@ impl Store {
         text: &NewMessage<'_>,
     ) -> Result<Option<Message>, StoreError> {
         let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        let conversation = conversation_id(&mut tx, tenant, text.customer).await?;
+        let conversation =
+            conversation_id(&mut tx, tenant, text.customer, Some(text.at_ms)).await?;
         let (sender, direction) = match text.sender {
             Speaker::Customer => ("customer", "inbound"),
             Speaker::Agent => ("agent", "outbound"),
@@ -326,14 +327,6 @@ impl Store {
             None,
             text.at_ms,
         )
-        .await?;
-        sqlx::query(
-            "UPDATE conversations SET last_message_at = $3, updated_at = $3 WHERE tenant_id = $1 AND id = $2",
-        )
-        .bind(tenant.to_string())
-        .bind(&conversation)
-        .bind(text.at_ms)
-        .execute(&mut *tx)
         .await?;
         tx.commit().await?;
         Ok(Some(Message {
