@@ -153,6 +153,53 @@ async fn post_status(
     (res.status(), res.text().await.unwrap())
 }
 
+/// A call is recorded once per CallSid (Twilio retries a webhook it got no answer to), and
+/// only with the tenant's own agent and number.
+#[tokio::test]
+async fn a_call_is_recorded_once_per_call_sid_and_only_with_the_tenants_own_agent() {
+    let app = app().await;
+    let owner = app.register("Acme").await;
+    let agent = app.create_agent(&owner, "Front desk").await;
+    let number = unique_number();
+    let number_id = app.create_number(&owner, &number, &agent).await;
+    let other = app.register("Globex").await;
+    let other_agent = app.create_agent(&other, "Front desk").await;
+    let tenant = owner.tenant_id.parse().unwrap();
+    let call = |call_sid: &str, agent: &str| switchboard::store::NewCall {
+        id: actors::domain::CallId::new(),
+        call_sid: call_sid.to_owned(),
+        agent: agent.parse().unwrap(),
+        phone_number: number_id.parse().unwrap(),
+        direction: switchboard::store::Direction::Inbound,
+        from: "+14155550100".to_owned(),
+        to: actors::domain::E164::parse(&number).unwrap(),
+    };
+    let call_sid = common::call_sid();
+    app.store
+        .create_call(tenant, &call(&call_sid, &agent))
+        .await
+        .unwrap();
+    let again = app
+        .store
+        .create_call(tenant, &call(&call_sid, &agent))
+        .await;
+    assert!(
+        matches!(again, Err(switchboard::store::StoreError::Conflict(_))),
+        "{again:?}"
+    );
+    let foreign = app
+        .store
+        .create_call(tenant, &call(&common::call_sid(), &other_agent))
+        .await;
+    assert!(
+        matches!(
+            foreign,
+            Err(switchboard::store::StoreError::BadReference(_))
+        ),
+        "{foreign:?}"
+    );
+}
+
 #[tokio::test]
 async fn status_callbacks_record_the_end_and_duration_of_a_call() {
     let app = app().await;

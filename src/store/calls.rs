@@ -63,9 +63,7 @@ impl Store {
     /// Records a call Twilio is ringing us with (or that we are placing), linked to the lead
     /// of the customer's number when the tenant has one.
     pub async fn create_call(&self, tenant: TenantId, call: &NewCall) -> Result<(), StoreError> {
-        let mut tx = self.begin(Scope::Tenant(tenant)).await?;
-        let now = now_ms();
-        sqlx::query(
+        let query = sqlx::query(
             "INSERT INTO calls (id, tenant_id, call_sid, agent_id, phone_number_id, direction, from_number, to_number,
                 status, started_at, created_at, updated_at, lead_id)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'ringing', $9, $9, $9,
@@ -82,19 +80,22 @@ impl Store {
         })
         .bind(&call.from)
         .bind(call.to.to_string())
-        .bind(now)
+        .bind(now_ms())
         .bind(match call.direction {
             Direction::Inbound => call.from.clone(),
             Direction::Outbound => call.to.to_string(),
-        })
-        .execute(&mut *tx)
-        .await
-        .map_err(StoreError::refused_as(
-            Some(StoreError::Conflict("a call with this CallSid already exists")),
-            Some(StoreError::BadReference("the call's agent or number is not this tenant's")),
-        ))?;
-        tx.commit().await?;
-        Ok(())
+        });
+        match self.write_one(tenant, query).await {
+            Err(StoreError::Database(db)) => Err(StoreError::refused_as(
+                Some(StoreError::Conflict(
+                    "a call with this CallSid already exists",
+                )),
+                Some(StoreError::BadReference(
+                    "the call's agent or number is not this tenant's",
+                )),
+            )(db)),
+            other => other.map(|_| ()),
+        }
     }
 }
 
@@ -127,12 +128,10 @@ async fn update_call<'q>(
     tenant: TenantId,
     query: sqlx::query::Query<'q, sqlx::Any, sqlx::any::AnyArguments<'q>>,
 ) -> Result<(), StoreError> {
-    let mut tx = store.begin(Scope::Tenant(tenant)).await?;
-    if query.execute(&mut *tx).await?.rows_affected() == 0 {
-        return Err(StoreError::NotFound);
+    match store.write_one(tenant, query).await? {
+        0 => Err(StoreError::NotFound),
+        _ => Ok(()),
     }
-    tx.commit().await?;
-    Ok(())
 }
 
 #[async_trait]
@@ -150,60 +149,51 @@ impl CallLog for Store {
             .map_err(|e| e.into_port("call log"))
     }
     async fn turn(&self, call: &CallInfo, turn: &TurnRecord) -> PortResult<()> {
-        let run = async {
-            let mut tx = self.begin(Scope::Tenant(call.tenant)).await?;
-            let now = now_ms();
-            let t = turn.timings;
-            sqlx::query(
-                "INSERT INTO call_turns (id, tenant_id, call_id, seq, speaker, text, interrupted, started_at,
-                    endpointing_ms, stt_ms, llm_first_token_ms, tts_first_byte_ms, voice_to_voice_ms, created_at,
-                    llm_first_sentence_ms, retrieval_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $8, $14, $15)",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(call.tenant.to_string())
-            .bind(call.call_id.to_string())
-            .bind(i64::from(turn.seq))
-            .bind(match turn.speaker {
-                Speaker::Customer => "caller",
-                Speaker::Agent => "agent",
-                Speaker::Staff => "staff",
-            })
-            .bind(&turn.text)
-            .bind(i64::from(turn.interrupted))
-            .bind(now)
-            .bind(t.endpointing_ms.map(i64::from))
-            .bind(t.stt_ms.map(i64::from))
-            .bind(t.llm_first_token_ms.map(i64::from))
-            .bind(t.tts_first_byte_ms.map(i64::from))
-            .bind(t.voice_to_voice_ms.map(i64::from))
-            .bind(t.llm_first_sentence_ms.map(i64::from))
-            .bind(t.retrieval_ms.map(i64::from))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok::<(), StoreError>(())
-        };
-        run.await.map_err(|e| e.into_port("call log"))
+        let t = turn.timings;
+        let query = sqlx::query(
+            "INSERT INTO call_turns (id, tenant_id, call_id, seq, speaker, text, interrupted, started_at,
+                endpointing_ms, stt_ms, llm_first_token_ms, tts_first_byte_ms, voice_to_voice_ms, created_at,
+                llm_first_sentence_ms, retrieval_ms)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $8, $14, $15)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(call.tenant.to_string())
+        .bind(call.call_id.to_string())
+        .bind(i64::from(turn.seq))
+        .bind(match turn.speaker {
+            Speaker::Customer => "caller",
+            Speaker::Agent => "agent",
+            Speaker::Staff => "staff",
+        })
+        .bind(&turn.text)
+        .bind(i64::from(turn.interrupted))
+        .bind(now_ms())
+        .bind(t.endpointing_ms.map(i64::from))
+        .bind(t.stt_ms.map(i64::from))
+        .bind(t.llm_first_token_ms.map(i64::from))
+        .bind(t.tts_first_byte_ms.map(i64::from))
+        .bind(t.voice_to_voice_ms.map(i64::from))
+        .bind(t.llm_first_sentence_ms.map(i64::from))
+        .bind(t.retrieval_ms.map(i64::from));
+        self.write_one(call.tenant, query)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.into_port("call log"))
     }
 
     async fn tool_called(&self, call: &CallInfo, tool: &str) -> PortResult<()> {
-        let run = async {
-            let mut tx = self.begin(Scope::Tenant(call.tenant)).await?;
-            sqlx::query(
-                "INSERT INTO call_tool_calls (id, tenant_id, call_id, name, created_at) VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(uuid::Uuid::now_v7().to_string())
-            .bind(call.tenant.to_string())
-            .bind(call.call_id.to_string())
-            .bind(tool)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok::<(), StoreError>(())
-        };
-        run.await.map_err(|e| e.into_port("call log"))
+        let query = sqlx::query(
+            "INSERT INTO call_tool_calls (id, tenant_id, call_id, name, created_at) VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(uuid::Uuid::now_v7().to_string())
+        .bind(call.tenant.to_string())
+        .bind(call.call_id.to_string())
+        .bind(tool)
+        .bind(now_ms());
+        self.write_one(call.tenant, query)
+            .await
+            .map(|_| ())
+            .map_err(|e| e.into_port("call log"))
     }
 
     async fn call_ended(&self, call: &CallInfo, outcome: &CallOutcome) -> PortResult<()> {
