@@ -61,6 +61,13 @@ trap stop_all EXIT
 # and history never count toward the next. Logs go to $out/<name>-*.log.
 start_all() {
     local name=$1
+    # Another server on these ports would answer in place of ours (and measure the wrong run).
+    for port in $emulator_port $server_port; do
+        if (: </dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+            echo "port $port is already in use: stop what listens there (another loadtest?)" >&2
+            exit 1
+        fi
+    done
     work=$(mktemp -d)
     RUST_LOG=warn "$bin" emulate --emulator-listen "127.0.0.1:$emulator_port" \
         --script bench/emulator.json >"$out/$name-emulator.log" 2>&1 &
