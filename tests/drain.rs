@@ -76,6 +76,9 @@ async fn sigterm_lets_the_live_call_finish_refuses_new_ones_and_exits_0() {
     })
     .await;
     assert!(live, "the call never went live");
+    let (_, page) = app.get("/v1/calls?status=in-progress", &token).await;
+    let call_id: actors::domain::CallId = page["items"][0]["id"].as_str().unwrap().parse().unwrap();
+    let store = app.store.clone();
 
     server.terminate();
     assert!(
@@ -105,4 +108,19 @@ async fn sigterm_lets_the_live_call_finish_refuses_new_ones_and_exits_0() {
     let exited = server.exit_within(Duration::from_secs(30)).await;
     let status = exited.expect("the server exits after the drain");
     assert!(status.success(), "exit status {status:?}");
+
+    // The call's last records reached the database before the process exited.
+    let tenant = line.owner.tenant_id.parse().unwrap();
+    let record = store.call_record(tenant, call_id).await.unwrap();
+    assert_eq!(record.status, "completed", "{record:?}");
+    assert_eq!(
+        record.end_reason.as_deref(),
+        Some("completed"),
+        "{record:?}"
+    );
+    assert_eq!(
+        record.turns.len(),
+        5,
+        "greeting, two lines and two replies: {record:?}"
+    );
 }

@@ -85,6 +85,9 @@ pub struct CallPorts {
     pub conversations: Arc<dyn ConversationStore>,
     /// Tenant events.
     pub events: Arc<dyn EventSink>,
+    /// Each call's record writer, which outlives the call by its last records: the runtime
+    /// waits for these on stop, so a drained server's calls end in the database too.
+    pub record_writers: tokio_util::task::TaskTracker,
 }
 
 /// Tuning of a call, with production defaults.
@@ -549,7 +552,7 @@ impl Actor for CallSupervisor {
         let llm = spawn_child(Child::Llm, &myself, &args).await?;
         let tts = spawn_child(Child::Tts, &myself, &args).await?;
         let (records, queue) = mpsc::unbounded_channel();
-        tokio::spawn(write_records(
+        args.ports.record_writers.spawn(write_records(
             (args.ports.call_log.clone(), args.ports.events.clone()),
             args.call.clone(),
             args.conversation.clone(),

@@ -15,6 +15,7 @@ use actors::ports::{
 };
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent};
 use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
 
 use crate::call::{CallMsg, CallPorts, CallSettings};
 use crate::registry::{Registry, Started};
@@ -24,6 +25,9 @@ use actors::conversation::ConversationMsg;
 
 /// Longest wait for one actor to answer the runtime handle.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Longest wait on stop for the calls' last records: more than a record's retries take
+/// (0.2 + 0.4 + 0.8 + 1.6 s) with a few records queued behind it.
+const RECORDS_FLUSH: Duration = Duration::from_secs(15);
 
 /// Every port the runtime needs, implemented by the server's adapters (or in-memory fakes
 /// in tests).
@@ -84,6 +88,7 @@ pub struct RuntimeArgs {
 /// The root supervisor's state.
 pub struct RuntimeState {
     args: RuntimeArgs,
+    record_writers: TaskTracker,
     tenants: Registry<TenantId, ActorRef<TenantMsg>>,
     tenant_ids: HashMap<ractor::ActorId, TenantId>,
     draining: bool,
@@ -103,6 +108,7 @@ impl RuntimeState {
                 call_log: ports.call_log.clone(),
                 conversations: ports.conversations.clone(),
                 events: ports.events.clone(),
+                record_writers: self.record_writers.clone(),
             },
             vectors: ports.vectors.clone(),
             embedder: ports.embedder.clone(),
@@ -113,15 +119,16 @@ impl RuntimeState {
 impl Actor for RuntimeActor {
     type Msg = RuntimeMsg;
     type State = RuntimeState;
-    type Arguments = RuntimeArgs;
+    type Arguments = (RuntimeArgs, TaskTracker);
 
     async fn pre_start(
         &self,
         _myself: ActorRef<RuntimeMsg>,
-        args: RuntimeArgs,
+        (args, record_writers): (RuntimeArgs, TaskTracker),
     ) -> Result<RuntimeState, ActorProcessingErr> {
         Ok(RuntimeState {
             args,
+            record_writers,
             tenants: Registry::default(),
             tenant_ids: HashMap::new(),
             draining: false,
@@ -237,6 +244,7 @@ impl Actor for RuntimeActor {
 #[derive(Clone)]
 pub struct Runtime {
     actor: ActorRef<RuntimeMsg>,
+    record_writers: TaskTracker,
 }
 
 /// Why the runtime could not answer.
@@ -280,11 +288,16 @@ impl Runtime {
         args: RuntimeArgs,
         supervisor: Option<ractor::ActorCell>,
     ) -> Result<Self, ractor::SpawnErr> {
+        let record_writers = TaskTracker::new();
+        let args = (args, record_writers.clone());
         let (actor, _) = match supervisor {
             Some(cell) => RuntimeActor::spawn_linked(None, RuntimeActor, args, cell).await?,
             None => RuntimeActor::spawn(None, RuntimeActor, args).await?,
         };
-        Ok(Self { actor })
+        Ok(Self {
+            actor,
+            record_writers,
+        })
     }
 
     /// The tenant's supervisor, started on first use.
@@ -426,8 +439,19 @@ impl Runtime {
         }
     }
 
-    /// Stops the runtime and everything under it.
+    /// Stops the runtime and everything under it, then waits (up to 15 s) for the calls'
+    /// last records to be written.
     pub async fn stop(&self) {
         let _ = self.actor.stop_and_wait(None, Some(ASK_TIMEOUT)).await;
+        self.record_writers.close();
+        if tokio::time::timeout(RECORDS_FLUSH, self.record_writers.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                writers = self.record_writers.len(),
+                "calls' last records were still being written when the runtime stopped"
+            );
+        }
     }
 }

@@ -433,6 +433,33 @@ async fn records_a_busy_store_refused_are_written_when_it_recovers() {
     world.shutdown().await;
 }
 
+/// A server's drain ends with the runtime's stop; the calls' last records, even one the
+/// store is still retrying, are written before it returns (the database closes next).
+#[tokio::test(start_paused = true)]
+async fn stopping_the_runtime_waits_for_the_calls_last_records() {
+    let world = world(
+        5,
+        vec![],
+        ScriptedLlm::new(Duration::from_millis(250), echo_reply),
+    )
+    .await;
+    world.stt.script("+15550009", &[]);
+    let (info, call, _phone) = world.dial("+15550009").await.unwrap();
+    after_turns(&world.log, &info, &call, 1)
+        .await
+        .expect("greeting played");
+    // The end of the call meets a busy store (0.2 + 0.4 + 0.8 s of backoff).
+    world.log.fail_next_writes(3);
+    call.send_message(CallMsg::CallerHungUp).unwrap();
+    assert_eq!(listening(&call).await, None, "the call ended");
+    let log = world.log.clone();
+    world.shutdown().await;
+
+    let record = log.call(info.call_id).expect("the call started");
+    assert_eq!(record.outcome, Some(CallOutcome::Completed), "{record:?}");
+    assert_eq!(record.ends, 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn idle_conversations_leave_memory_and_come_back_whole_but_not_while_on_a_call() {
     let world = world(
