@@ -153,6 +153,25 @@ async fn post_status(
     (res.status(), res.text().await.unwrap())
 }
 
+/// A call from +14155550100 to the tenant's `number` (its id and E.164), as the voice
+/// webhook records it.
+fn inbound_call(
+    id: actors::domain::CallId,
+    call_sid: &str,
+    agent: &str,
+    (number_id, number): (&str, &str),
+) -> switchboard::store::NewCall {
+    switchboard::store::NewCall {
+        id,
+        call_sid: call_sid.to_owned(),
+        agent: agent.parse().unwrap(),
+        phone_number: number_id.parse().unwrap(),
+        direction: switchboard::store::Direction::Inbound,
+        from: "+14155550100".to_owned(),
+        to: actors::domain::E164::parse(number).unwrap(),
+    }
+}
+
 /// A call is recorded once per CallSid (Twilio retries a webhook it got no answer to), and
 /// only with the tenant's own agent and number.
 #[tokio::test]
@@ -165,14 +184,13 @@ async fn a_call_is_recorded_once_per_call_sid_and_only_with_the_tenants_own_agen
     let other = app.register("Globex").await;
     let other_agent = app.create_agent(&other, "Front desk").await;
     let tenant = owner.tenant_id.parse().unwrap();
-    let call = |call_sid: &str, agent: &str| switchboard::store::NewCall {
-        id: actors::domain::CallId::new(),
-        call_sid: call_sid.to_owned(),
-        agent: agent.parse().unwrap(),
-        phone_number: number_id.parse().unwrap(),
-        direction: switchboard::store::Direction::Inbound,
-        from: "+14155550100".to_owned(),
-        to: actors::domain::E164::parse(&number).unwrap(),
+    let call = |call_sid: &str, agent: &str| {
+        inbound_call(
+            actors::domain::CallId::new(),
+            call_sid,
+            agent,
+            (&number_id, &number),
+        )
     };
     let call_sid = common::call_sid();
     app.store
@@ -213,15 +231,7 @@ async fn status_callbacks_record_the_end_and_duration_of_a_call() {
     app.store
         .create_call(
             tenant,
-            &switchboard::store::NewCall {
-                id: call_id,
-                call_sid: call_sid.clone(),
-                agent: agent.parse().unwrap(),
-                phone_number: number_id.parse().unwrap(),
-                direction: switchboard::store::Direction::Inbound,
-                from: "+14155550100".to_owned(),
-                to: actors::domain::E164::parse(&number).unwrap(),
-            },
+            &inbound_call(call_id, &call_sid, &agent, (&number_id, &number)),
         )
         .await
         .unwrap();

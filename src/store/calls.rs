@@ -85,17 +85,31 @@ impl Store {
             Direction::Inbound => call.from.clone(),
             Direction::Outbound => call.to.to_string(),
         });
-        match self.write_one(tenant, query).await {
-            Err(StoreError::Database(db)) => Err(StoreError::refused_as(
-                Some(StoreError::Conflict(
-                    "a call with this CallSid already exists",
-                )),
-                Some(StoreError::BadReference(
-                    "the call's agent or number is not this tenant's",
-                )),
-            )(db)),
-            other => other.map(|_| ()),
-        }
+        self.write_one(tenant, query)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                refused_call(
+                    e,
+                    Some(StoreError::BadReference(
+                        "the call's agent or number is not this tenant's",
+                    )),
+                )
+            })
+    }
+}
+
+/// What a write of a call's row the database refused means: its CallSid is another call's,
+/// or (for `bad_reference`) it names an agent or number that is not the tenant's.
+fn refused_call(error: StoreError, bad_reference: Option<StoreError>) -> StoreError {
+    match error {
+        StoreError::Database(db) => StoreError::refused_as(
+            Some(StoreError::Conflict(
+                "a call with this CallSid already exists",
+            )),
+            bad_reference,
+        )(db),
+        other => other,
     }
 }
 
@@ -319,15 +333,9 @@ impl Store {
         .bind(call.to_string())
         .bind(call_sid)
         .bind(now_ms());
-        update_call(self, tenant, query).await.map_err(|e| match e {
-            StoreError::Database(db) => StoreError::refused_as(
-                Some(StoreError::Conflict(
-                    "a call with this CallSid already exists",
-                )),
-                None,
-            )(db),
-            other => other,
-        })
+        update_call(self, tenant, query)
+            .await
+            .map_err(|e| refused_call(e, None))
     }
 
     /// One call of the tenant with its transcript, as the runtime recorded it.
