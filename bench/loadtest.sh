@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # The standard load scenario on this machine (issue 10): the provider emulator with fixed
 # latencies (bench/emulator.json: STT 150 ms, embeddings 30 ms, LLM first token 250 ms, TTS
-# first byte 120 ms),
-# a release `switchboard serve` on a fresh SQLite file with one tenant, and
-# `switchboard loadtest` placing the three-line call of bench/call.json.
+# first byte 120 ms), `switchboard serve` built with the `production` profile (as the image
+# ships it) on a fresh SQLite file with one tenant, and `switchboard loadtest` placing the
+# three-line call of bench/call.json.
 #
 #   bench/loadtest.sh                 100, 500, 1000 and 2000 concurrent calls
 #   bench/loadtest.sh 300 800         the counts given
 #   SOAK=1 bench/loadtest.sh          500 calls held for 10 minutes, memory sampled every second
 #
 # RAMP and HOLD (humantime durations, default 30s and 120s) change the run's shape;
-# SWITCHBOARD_BIN runs a binary already built instead of building the release one (CI runs a
+# SWITCHBOARD_BIN runs a binary already built instead of building the production one (CI runs a
 # short smoke test of this script with the debug build).
 # Each count runs against a fresh emulator, server and database. Writes
 # bench/results/<UTC time>/: per count the JSON report (with the per-second samples),
@@ -34,8 +34,8 @@ BASELINE_MS=1150
 
 bin=${SWITCHBOARD_BIN:-}
 if [[ -z $bin ]]; then
-    cargo build --release --quiet
-    bin=target/release/switchboard
+    cargo build --profile production --bin switchboard --quiet
+    bin=target/production/switchboard
 fi
 out="bench/results/$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p "$out"

@@ -133,6 +133,10 @@ fn the_image_builds_in_stages_and_runs_unprivileged() {
         dockerfile.contains("--locked"),
         "the image builds from Cargo.lock"
     );
+    // The image ships what the load benchmark measures.
+    assert!(dockerfile.contains("cargo build --profile production"));
+    assert!(dockerfile.contains("COPY --from=build /src/target/production/switchboard"));
+    assert!(file("bench/loadtest.sh").contains("cargo build --profile production"));
     let user = dockerfile
         .lines()
         .find_map(|l| l.strip_prefix("USER "))

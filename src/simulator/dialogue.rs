@@ -11,8 +11,7 @@ use std::time::Duration;
 
 use super::playback::Playback;
 use super::report::{AgentReply, TurnReport};
-use super::script::PreparedTurn;
-use crate::twilio::media::{Frame, FRAME_BYTES, MULAW_SILENCE};
+use super::script::{silence_payload, PreparedTurn};
 
 /// How patient the caller is (from the script).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,16 +135,15 @@ impl Dialogue {
         }
     }
 
-    /// The 20 ms frame to send at `now`: the line being spoken, or the line's silence.
-    pub fn next_frame(&mut self, now: Duration) -> Frame {
+    /// The 20 ms frame to send at `now`, as its base64 payload: the line being spoken, or
+    /// the line's silence.
+    pub fn next_frame(&mut self, now: Duration) -> &str {
         self.advance(now);
         let Phase::Speaking { frame } = self.phase else {
-            return [MULAW_SILENCE; FRAME_BYTES];
+            return silence_payload();
         };
         let line = self.barged_in.len() - 1;
-        let turn = &self.turns[line];
-        let out = turn.frame(frame);
-        if frame + 1 >= turn.frames() {
+        if frame + 1 >= self.turns[line].frames() {
             // The caller stops speaking as this last frame goes out.
             self.current = line + 1;
             self.replies[self.current].reference = Some(now);
@@ -153,7 +151,7 @@ impl Dialogue {
         } else {
             self.phase = Phase::Speaking { frame: frame + 1 };
         }
-        out
+        self.turns[line].payload(frame)
     }
 
     /// Whether the script is over and the caller should hang up (checked after each frame).
@@ -288,6 +286,7 @@ impl Dialogue {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::twilio::media::FRAME_BYTES;
 
     const TICK: Duration = Duration::from_millis(20);
 
@@ -296,12 +295,12 @@ mod tests {
     }
 
     fn line(frames: usize, pause_ms: u64, barge_in_after_ms: Option<u64>) -> PreparedTurn {
-        PreparedTurn {
-            say: format!("{frames} frames"),
-            mulaw: vec![0x10; frames * FRAME_BYTES],
-            pause: ms(pause_ms),
-            barge_in_after: barge_in_after_ms.map(ms),
-        }
+        PreparedTurn::new(
+            format!("{frames} frames"),
+            vec![0x10; frames * FRAME_BYTES],
+            ms(pause_ms),
+            barge_in_after_ms.map(ms),
+        )
     }
 
     fn timing() -> Timing {
@@ -323,8 +322,7 @@ mod tests {
         while now < ms(20_000) {
             now += TICK;
             agent(now, dialogue);
-            let frame = dialogue.next_frame(now);
-            if frame[0] != MULAW_SILENCE {
+            if dialogue.next_frame(now) != silence_payload() {
                 speech.push(now);
             }
             if dialogue.wants_hang_up() {
@@ -449,6 +447,6 @@ mod tests {
             },
         );
         assert!(d.wants_hang_up());
-        assert_eq!(d.next_frame(TICK), [MULAW_SILENCE; FRAME_BYTES]);
+        assert_eq!(d.next_frame(TICK), silence_payload());
     }
 }

@@ -25,9 +25,11 @@
 //! missing file fails the run at once instead of in the middle of a conversation.
 
 use std::path::{Path, PathBuf};
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use actors::audio::mulaw;
+use base64::Engine;
 use serde::Deserialize;
 
 use crate::emulator::audio::{parse_wav, speech_ulaw};
@@ -334,16 +336,28 @@ impl CallerTurn {
         };
         let mut mulaw = audio;
         mulaw.truncate((last_loud + 1) * FRAME_BYTES);
-        Ok(PreparedTurn {
-            say: self.say.trim().to_owned(),
+        Ok(PreparedTurn::new(
+            self.say.trim().to_owned(),
             mulaw,
-            pause: Duration::from_millis(self.pause_ms),
-            barge_in_after: self.barge_in_after_ms.map(Duration::from_millis),
-        })
+            Duration::from_millis(self.pause_ms),
+            self.barge_in_after_ms.map(Duration::from_millis),
+        ))
     }
 }
 
-/// A turn ready to stream: its μ-law audio, trimmed after the last speech.
+/// Characters of one 20 ms frame in base64, as a `media` message's payload carries it.
+const PAYLOAD_CHARS: usize = FRAME_BYTES.div_ceil(3) * 4;
+
+/// The payload of a frame of the line's silence, encoded once.
+pub(crate) fn silence_payload() -> &'static str {
+    static SILENCE: LazyLock<String> = LazyLock::new(|| {
+        base64::engine::general_purpose::STANDARD.encode([MULAW_SILENCE; FRAME_BYTES])
+    });
+    &SILENCE
+}
+
+/// A turn ready to stream: its μ-law audio, trimmed after the last speech, and its frames
+/// already in base64.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct PreparedTurn {
     /// The words, for the report.
@@ -354,23 +368,43 @@ pub(crate) struct PreparedTurn {
     pub pause: Duration,
     /// Barge-in delay after the agent's reply starts, if this turn interrupts.
     pub barge_in_after: Option<Duration>,
+    /// The payload of every frame, one after another, [`PAYLOAD_CHARS`] each: the calls of a
+    /// load test share them, so a frame is encoded once, not again by every call that sends
+    /// it (per frame, the encoding was a tenth of the load generator's work).
+    payloads: String,
 }
 
 impl PreparedTurn {
+    /// A turn saying `say` with this audio; its last frame is padded with μ-law silence.
+    pub fn new(
+        say: String,
+        mulaw: Vec<u8>,
+        pause: Duration,
+        barge_in_after: Option<Duration>,
+    ) -> Self {
+        let mut payloads = String::with_capacity(mulaw.len().div_ceil(FRAME_BYTES) * PAYLOAD_CHARS);
+        for chunk in mulaw.chunks(FRAME_BYTES) {
+            let mut frame = [MULAW_SILENCE; FRAME_BYTES];
+            frame[..chunk.len()].copy_from_slice(chunk);
+            base64::engine::general_purpose::STANDARD.encode_string(frame, &mut payloads);
+        }
+        Self {
+            say,
+            mulaw,
+            pause,
+            barge_in_after,
+            payloads,
+        }
+    }
+
     /// How many 20 ms frames the audio fills (the last one padded with silence).
     pub fn frames(&self) -> usize {
         self.mulaw.len().div_ceil(FRAME_BYTES)
     }
 
-    /// Frame `index` of the audio, padded with μ-law silence at the end.
-    pub fn frame(&self, index: usize) -> [u8; FRAME_BYTES] {
-        let mut frame = [MULAW_SILENCE; FRAME_BYTES];
-        let start = index * FRAME_BYTES;
-        if start < self.mulaw.len() {
-            let end = (start + FRAME_BYTES).min(self.mulaw.len());
-            frame[..end - start].copy_from_slice(&self.mulaw[start..end]);
-        }
-        frame
+    /// The base64 payload of frame `index`.
+    pub fn payload(&self, index: usize) -> &str {
+        &self.payloads[index * PAYLOAD_CHARS..(index + 1) * PAYLOAD_CHARS]
     }
 
     /// The audio's duration in milliseconds (whole frames).
@@ -458,6 +492,26 @@ mod tests {
     use super::*;
     use actors::audio::endpoint::{EndpointEvent, Endpointer};
     use actors::audio::FRAME_SAMPLES;
+
+    /// A frame's payload decoded, as the server reads it.
+    fn decoded(payload: &str) -> [u8; FRAME_BYTES] {
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(payload)
+            .unwrap();
+        bytes.try_into().unwrap()
+    }
+
+    #[test]
+    fn each_payload_is_one_frame_of_the_audio_and_the_last_is_padded_with_silence() {
+        let mulaw: Vec<u8> = (0..FRAME_BYTES + 10).map(|i| i as u8).collect();
+        let turn = PreparedTurn::new("Hi.".into(), mulaw.clone(), Duration::ZERO, None);
+        assert_eq!(turn.frames(), 2);
+        assert_eq!(decoded(turn.payload(0))[..], mulaw[..FRAME_BYTES]);
+        let last = decoded(turn.payload(1));
+        assert_eq!(last[..10], mulaw[FRAME_BYTES..]);
+        assert!(last[10..].iter().all(|&b| b == MULAW_SILENCE), "{last:?}");
+        assert_eq!(decoded(silence_payload()), [MULAW_SILENCE; FRAME_BYTES]);
+    }
 
     fn temp_dir() -> PathBuf {
         let dir = std::env::temp_dir().join(format!("sbsim-{}", uuid::Uuid::new_v4()));
@@ -561,7 +615,7 @@ mod tests {
         // "Yes." is 4 characters of 65 ms; the final full stop is silent and trimmed.
         assert_eq!(turns[0].frames(), (3 * 65usize).div_ceil(20));
         // The last frame is still speech: the trimming stopped at the last sound.
-        let last = turns[0].frame(turns[0].frames() - 1);
+        let last = decoded(turns[0].payload(turns[0].frames() - 1));
         assert!(last.iter().any(|&b| b != MULAW_SILENCE), "{last:?}");
     }
 
@@ -574,7 +628,7 @@ mod tests {
         let silence = [MULAW_SILENCE; FRAME_BYTES];
         let pause_frames = DEFAULT_PAUSE_MS as usize / 20;
         let wire = std::iter::repeat_n(silence, pause_frames)
-            .chain((0..turn.frames()).map(|i| turn.frame(i)))
+            .chain((0..turn.frames()).map(|i| decoded(turn.payload(i))))
             .chain(std::iter::repeat_n(silence, 50));
         let mut endpointer = Endpointer::default();
         let mut pcm = [0i16; FRAME_SAMPLES];
