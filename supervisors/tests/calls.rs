@@ -279,14 +279,24 @@ async fn listening(call: &ActorRef<CallMsg>) -> Option<()> {
     panic!("the call never listened again");
 }
 
-/// Dials from `caller`, who says `lines` (one per turn, after the greeting) and hangs up;
-/// the call's record once it has ended.
-async fn converse(world: &World, caller: &str, lines: &[&str]) -> actors::testing::RecordedCall {
+/// Dials from `caller`, who will say `lines` (one per turn), and waits for the greeting.
+async fn greeted(
+    world: &World,
+    caller: &str,
+    lines: &[&str],
+) -> (CallInfo, ActorRef<CallMsg>, Arc<FakePhone>) {
     world.stt.script(caller, lines);
-    let (info, call, _phone) = world.dial(caller).await.unwrap();
+    let (info, call, phone) = world.dial(caller).await.unwrap();
     after_turns(&world.log, &info, &call, 1)
         .await
         .expect("greeting played");
+    (info, call, phone)
+}
+
+/// Dials from `caller`, who says `lines` (one per turn, after the greeting) and hangs up;
+/// the call's record once it has ended.
+async fn converse(world: &World, caller: &str, lines: &[&str]) -> actors::testing::RecordedCall {
+    let (info, call, _phone) = greeted(world, caller, lines).await;
     for turn in 1..=lines.len() {
         speak(&call).await;
         after_turns(&world.log, &info, &call, 1 + 2 * turn)
@@ -443,11 +453,7 @@ async fn stopping_the_runtime_waits_for_the_calls_last_records() {
         ScriptedLlm::new(Duration::from_millis(250), echo_reply),
     )
     .await;
-    world.stt.script("+15550009", &[]);
-    let (info, call, _phone) = world.dial("+15550009").await.unwrap();
-    after_turns(&world.log, &info, &call, 1)
-        .await
-        .expect("greeting played");
+    let (info, call, _phone) = greeted(&world, "+15550009", &[]).await;
     // The end of the call meets a busy store (0.2 + 0.4 + 0.8 s of backoff).
     world.log.fail_next_writes(3);
     call.send_message(CallMsg::CallerHungUp).unwrap();
