@@ -383,9 +383,7 @@ async fn post_completed(
     url: &str,
     elapsed: Duration,
 ) -> Result<u16, SimulatorError> {
-    // Whole seconds, any part of a second counting as one, so a short call is not 0.
-    let seconds = elapsed.as_millis().div_ceil(1000);
-    let params = webhook::completed_params(config, u64::try_from(seconds).unwrap_or(u64::MAX));
+    let params = webhook::completed_params(config, elapsed);
     let answer = webhook::post_signed(
         client,
         &config.auth_token,

@@ -4,6 +4,7 @@
 
 use reqwest::Response;
 use secrecy::SecretString;
+use std::time::Duration;
 
 use super::SimulatorConfig;
 use crate::twilio::signature::{sign, SIGNATURE_HEADER};
@@ -36,11 +37,14 @@ pub(crate) fn call_params(config: &SimulatorConfig, status: &str) -> Vec<(String
 /// The `completed` status callback's parameters: the call's, plus how long it lasted.
 pub(crate) fn completed_params(
     config: &SimulatorConfig,
-    call_duration_secs: u64,
+    elapsed: Duration,
 ) -> Vec<(String, String)> {
     let mut params = call_params(config, "completed");
     params.extend([
-        ("CallDuration".to_owned(), call_duration_secs.to_string()),
+        (
+            "CallDuration".to_owned(),
+            call_duration_secs(elapsed).to_string(),
+        ),
         (
             "CallbackSource".to_owned(),
             "call-progress-events".to_owned(),
@@ -49,6 +53,12 @@ pub(crate) fn completed_params(
         ("Timestamp".to_owned(), chrono::Utc::now().to_rfc2822()),
     ]);
     params
+}
+
+/// Whole seconds, any part of a second counting as one, so a call that was answered never
+/// reports 0, even one that ended within its first millisecond.
+fn call_duration_secs(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_nanos().div_ceil(1_000_000_000)).unwrap_or(u64::MAX)
 }
 
 /// A response's status and body (the body cut at `limit` bytes, so a server cannot make the
@@ -114,4 +124,18 @@ async fn read_limited(mut response: Response, limit: usize) -> Result<Answer, re
         body: String::from_utf8_lossy(&body).into_owned(),
         truncated,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::call_duration_secs;
+    use std::time::Duration;
+
+    #[test]
+    fn call_duration_rounds_any_part_of_a_second_up() {
+        assert_eq!(call_duration_secs(Duration::from_micros(300)), 1);
+        assert_eq!(call_duration_secs(Duration::from_secs(1)), 1);
+        assert_eq!(call_duration_secs(Duration::from_millis(1001)), 2);
+        assert_eq!(call_duration_secs(Duration::from_secs(61)), 61);
+    }
 }
