@@ -1,6 +1,6 @@
-//! The inbound audio path's cost per 20 ms frame, through a real actor: a frame sent to the
-//! `SttActor` is decoded, run through the VAD and endpointer, and handed to a speech-to-text
-//! session (one that discards it, so no provider is measured); the bench waits for the
+//! The inbound audio path's cost per 20 ms frame, through a real actor: a frame pushed into
+//! the call's audio inlet is heard by the `SttActor`'s hearing (decoded, run through the VAD
+//! and endpointer) and handed to a speech-to-text session (one that discards it, so no provider is measured); the bench waits for the
 //! utterance's end to be reported. This is the work every live call does 50 times a second,
 //! so it bounds calls per core.
 //!
@@ -9,7 +9,7 @@
 use std::time::{Duration, Instant};
 
 use actors::ports::{PortResult, SttFeed, SttInput, SttSession};
-use actors::stt::{EndpointSettings, SttActor, SttArgs, SttMsg, SttReport};
+use actors::stt::{AudioInlet, EndpointSettings, SttActor, SttArgs, SttReport};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use tokio::sync::mpsc;
@@ -72,6 +72,7 @@ fn inbound_frame_through_the_stt_actor(c: &mut Criterion) {
         .build()
         .unwrap();
     let frames = frames();
+    let inlet = AudioInlet::default();
     let (stt, mut done) = runtime.block_on(async {
         let (done_tx, done) = mpsc::unbounded_channel();
         let (collector, _) = Collector::spawn(None, Collector, done_tx).await.unwrap();
@@ -85,6 +86,7 @@ fn inbound_frame_through_the_stt_actor(c: &mut Criterion) {
             session,
             settings: EndpointSettings::default(),
             report_to: collector.get_derived(),
+            inlet: inlet.clone(),
         };
         let (stt, _) = SttActor::spawn(None, SttActor, args).await.unwrap();
         (stt, done)
@@ -97,7 +99,7 @@ fn inbound_frame_through_the_stt_actor(c: &mut Criterion) {
                 let start = Instant::now();
                 for _ in 0..iters {
                     for frame in &frames {
-                        stt.send_message(SttMsg::Audio(*frame)).unwrap();
+                        inlet.push(*frame);
                     }
                     if tokio::time::timeout(Duration::from_secs(5), done.recv())
                         .await

@@ -4,6 +4,7 @@
 //! and a panic inside the task is handed back to the actor, which fails with it so its
 //! supervisor's restart policy applies as for a panic in `handle`.
 
+use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 
@@ -22,15 +23,19 @@ impl ActorTask {
     ) -> Self {
         Self(tokio::spawn(async move {
             if let Err(panic) = AssertUnwindSafe(work).catch_unwind().await {
-                let message = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "a task panicked".to_owned());
-                on_panic(message);
+                on_panic(panic_message(panic.as_ref()));
             }
         }))
     }
+}
+
+/// What a caught panic said (its `&str` or `String` payload), for the failure it becomes.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a task panicked".to_owned())
 }
 
 impl Drop for ActorTask {

@@ -16,19 +16,19 @@
 //! failed or unreadable analysis is a warning, never a failed call.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actors::conversation::{speaker_label, truncate_keep_end, ConversationMsg};
 use actors::llm::{LlmActor, LlmArgs, LlmMsg, LlmReport};
 use actors::ports::{
     AgentConfig, CallAnalysis, CallInfo, CallLog, CallOutcome, CallUsage, Channel, ChatMessage,
-    ConversationStore, EventSink, HistoryEntry, LanguageModel, LlmRequest, MulawFrame, PortError,
-    Sentiment, Speaker, SpeechToText, StageTimings, SttOptions, Telephony, TenantEvent,
-    TextToSpeech, ToolCall, TurnRecord,
+    ConversationStore, EventSink, HistoryEntry, LanguageModel, LlmRequest, PortError, Sentiment,
+    Speaker, SpeechToText, StageTimings, SttOptions, Telephony, TenantEvent, TextToSpeech,
+    ToolCall, TurnRecord,
 };
 use actors::sentences::SentenceSplitter;
-use actors::stt::{EndpointSettings, SttActor, SttArgs, SttMsg, SttReport};
+use actors::stt::{AudioInlet, EndpointSettings, SttActor, SttArgs, SttReport};
 use actors::tts::{TtsActor, TtsArgs, TtsMsg, TtsReport, Utterance};
 use ractor::{
     Actor, ActorCell, ActorId, ActorProcessingErr, ActorRef, RpcReplyPort, SupervisionEvent,
@@ -127,33 +127,6 @@ pub enum CallPhase {
     Speaking,
     /// The call is over, or failing: apologising before it ends.
     Ended,
-}
-
-/// Where the caller's audio goes: straight into the mailbox of the call's current STT actor.
-/// At 50 frames a second a call, a hop through the call's own mailbox was a fifth of the
-/// actors' work; the call points the inlet at each STT actor it (re)starts and empties it
-/// when it stops, so frames sent meanwhile are dropped, as a dead line would drop them.
-#[derive(Clone, Debug, Default)]
-pub struct AudioInlet(Arc<Mutex<Option<ActorRef<SttMsg>>>>);
-
-impl AudioInlet {
-    /// Hands 20 ms of the caller to speech recognition; no wait, no allocation.
-    pub fn push(&self, frame: MulawFrame) {
-        if let Some(stt) = &*self.lock() {
-            let _ = stt.send_message(SttMsg::Audio(frame));
-        }
-    }
-
-    fn point_at(&self, stt: Option<ActorRef<SttMsg>>) {
-        *self.lock() = stt;
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<ActorRef<SttMsg>>> {
-        // The guarded value is a plain reference: a panic elsewhere cannot leave it torn.
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
 }
 
 /// Messages to a call.
@@ -349,8 +322,8 @@ pub struct CallState {
     args: CallArgs,
     phase: CallPhase,
     children: Vec<(Child, ActorCell)>,
-    stt: ActorRef<SttMsg>,
-    /// Points at `stt` while the call lives.
+    /// Holds the current STT actor's hearing, which the media socket feeds; closed when the
+    /// call ends.
     audio: AudioInlet,
     llm: ActorRef<LlmMsg>,
     tts: ActorRef<TtsMsg>,
@@ -492,6 +465,7 @@ async fn spawn_child(
     child: Child,
     myself: &ActorRef<CallMsg>,
     args: &CallArgs,
+    audio: &AudioInlet,
 ) -> Result<ActorCell, ActorProcessingErr> {
     let cell = myself.get_cell();
     Ok(match child {
@@ -506,6 +480,7 @@ async fn spawn_child(
                 ),
                 settings: args.settings.endpoint,
                 report_to: myself.get_derived(),
+                inlet: audio.clone(),
             };
             SttActor::spawn_linked(None, SttActor, stt_args, cell)
                 .await?
@@ -548,9 +523,10 @@ impl Actor for CallSupervisor {
         myself: ActorRef<CallMsg>,
         args: CallArgs,
     ) -> Result<CallState, ActorProcessingErr> {
-        let stt = spawn_child(Child::Stt, &myself, &args).await?;
-        let llm = spawn_child(Child::Llm, &myself, &args).await?;
-        let tts = spawn_child(Child::Tts, &myself, &args).await?;
+        let audio = AudioInlet::default();
+        let stt = spawn_child(Child::Stt, &myself, &args, &audio).await?;
+        let llm = spawn_child(Child::Llm, &myself, &args, &audio).await?;
+        let tts = spawn_child(Child::Tts, &myself, &args, &audio).await?;
         let (records, queue) = mpsc::unbounded_channel();
         args.ports.record_writers.spawn(write_records(
             (args.ports.call_log.clone(), args.ports.events.clone()),
@@ -559,16 +535,12 @@ impl Actor for CallSupervisor {
             queue,
         ));
         let _ = records.send(Record::Started);
-        let stt: ActorRef<SttMsg> = stt.into();
-        let audio = AudioInlet::default();
-        audio.point_at(Some(stt.clone()));
         Ok(CallState {
             children: vec![
-                (Child::Stt, stt.get_cell()),
+                (Child::Stt, stt),
                 (Child::Llm, llm.clone()),
                 (Child::Tts, tts.clone()),
             ],
-            stt,
             audio,
             llm: llm.into(),
             tts: tts.into(),
@@ -747,7 +719,7 @@ impl Actor for CallSupervisor {
         state: &mut CallState,
     ) -> Result<(), ActorProcessingErr> {
         metrics::gauge!("switchboard_calls_live").decrement(1.0);
-        state.audio.point_at(None);
+        state.audio.close();
         // Stopped from outside before it ended (the runtime shutting down past its drain
         // deadline): what the call consumed is owed all the same.
         if !state.ended {
@@ -789,15 +761,13 @@ impl Actor for CallSupervisor {
             fail_call(&myself, state, reason, child == Child::Tts);
             return Ok(());
         }
-        let fresh = spawn_child(child, &myself, &state.args).await?;
+        let fresh = spawn_child(child, &myself, &state.args, &state.audio).await?;
         metrics::counter!("switchboard_actor_restarts_total", "actor" => kind).increment(1);
         state.children.retain(|(c, _)| *c != child);
         state.children.push((child, fresh.clone()));
         match child {
-            Child::Stt => {
-                state.stt = fresh.into();
-                state.audio.point_at(Some(state.stt.clone()));
-            }
+            // The fresh actor installed its hearing in the call's inlet as it started.
+            Child::Stt => {}
             Child::Llm => {
                 state.llm = fresh.into();
                 // Resume the reply the failed actor was writing.

@@ -41,11 +41,13 @@
 //! - **Isolation.** A panic in any actor of a call reaches only that call's supervisor; a
 //!   crash of a call supervisor reaches only its tenant's supervisor, which records the call
 //!   as failed. No other call and no other tenant notices.
-//! - **The audio path never waits.** Per frame the call forwards to its STT actor, which
-//!   decodes, runs the VAD and hands the frame to the STT session; that code allocates
-//!   nothing (ractor boxes each message, one allocation per hop). Prompt building, tools and
-//!   records run in tasks that message the call back; records are written in order by a
-//!   per-call writer, so the database is never on the audio path.
+//! - **The audio path never waits.** Per frame the media socket's task runs the STT actor's
+//!   hearing through the call's `AudioInlet`: it decodes, runs the VAD and hands the frame to
+//!   the STT session, with no message, no allocation and no wait; the call hears only when the
+//!   caller talks over the agent or stops talking. A frame the hearing fails or panics on
+//!   fails the STT actor, as a panic in its mailbox would. Prompt building, tools and records
+//!   run in tasks that message the call back; records are written in order by a per-call
+//!   writer, so the database is never on the audio path.
 //! - **Restarts resume.** A restarted LLM actor is asked again for the reply in progress; a
 //!   restarted TTS actor is given again the sentences not yet played. Tasks an actor runs
 //!   (model streams, syntheses) die with it, and a panic in one fails the actor like a panic
