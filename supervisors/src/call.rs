@@ -743,6 +743,11 @@ impl Actor for CallSupervisor {
             return Ok(());
         };
         tracing::warn!(call_id = %state.args.call.call_id, tenant_id = %state.args.call.tenant, ?child, %error, "pipeline child failed");
+        if child == Child::Stt {
+            // A failed STT actor's hearing hears no more, whatever failed it (a frame takes
+            // it out itself; a session event does not): a restart installs a fresh one.
+            state.audio.close();
+        }
         let kind = match child {
             Child::Stt => "stt",
             Child::Llm => "llm",
