@@ -438,33 +438,20 @@ fn classify(text: &str, error: serde_json::Error, known: &[&str]) -> MediaError 
 
 /// The `media` message that plays `mulaw` (raw 8 kHz μ-law bytes) to the caller, as compact
 /// JSON. Any length is fine; Twilio queues and plays in order. Skip empty audio: a message
-/// with an empty payload is only noise on the socket.
+/// with an empty payload is only noise on the socket. Written straight around the base64
+/// payload, which serde would copy once more and scan for characters to escape.
 pub fn encode_media(stream_sid: &str, mulaw: &[u8]) -> String {
-    encode_media_base64(
-        stream_sid,
-        &base64::engine::general_purpose::STANDARD.encode(mulaw),
-    )
-}
-
-/// Like [`encode_media`] for audio that is already base64 (ElevenLabs streams it so), to
-/// avoid decoding and re-encoding it.
-pub fn encode_media_base64(stream_sid: &str, payload: &str) -> String {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Msg<'a> {
-        event: &'static str,
-        stream_sid: &'a str,
-        media: Payload<'a>,
-    }
-    #[derive(Serialize)]
-    struct Payload<'a> {
-        payload: &'a str,
-    }
-    to_json(&Msg {
-        event: "media",
-        stream_sid,
-        media: Payload { payload },
-    })
+    const HEAD: &str = r#"{"event":"media","streamSid":"#;
+    const MIDDLE: &str = r#","media":{"payload":""#;
+    let sid = to_json(&stream_sid);
+    let payload = mulaw.len().div_ceil(3) * 4;
+    let mut json = String::with_capacity(HEAD.len() + sid.len() + MIDDLE.len() + payload + 3);
+    json.push_str(HEAD);
+    json.push_str(&sid);
+    json.push_str(MIDDLE);
+    base64::engine::general_purpose::STANDARD.encode_string(mulaw, &mut json);
+    json.push_str("\"}}");
+    json
 }
 
 /// The `mark` message Twilio echoes back once everything queued before it has played.
@@ -838,8 +825,8 @@ mod tests {
             r#"{"event":"media","streamSid":"MZ5b1c...","media":{"payload":"/////w8P"}}"#
         );
         assert_eq!(
-            encode_media_base64("MZ5b1c...", "<base64 mulaw 8k>"),
-            OUT_MEDIA
+            encode_media("MZ\"1", &[0xFF]),
+            r#"{"event":"media","streamSid":"MZ\"1","media":{"payload":"/w=="}}"#
         );
         assert_eq!(encode_mark("MZ5b1c...", "reply-1"), OUT_MARK);
         assert_eq!(encode_clear("MZ5b1c..."), OUT_CLEAR);
